@@ -1,0 +1,50 @@
+# The single definition of every developer command: CI, the README and hooks call these targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run api worker exporter test test-soak lint format typecheck bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jobfleet needs Python >= 3.11 (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)  ## Create .venv and install jobfleet with its dev tools
+
+run: $(STAMP)  ## Start Redis (embedded if none), the API on :8000 and a worker fleet; Ctrl-C stops all
+	$(BIN)/jobfleet run
+
+api: $(STAMP)  ## Start only the API (gunicorn)
+	$(BIN)/jobfleet api
+
+worker: $(STAMP)  ## Start only the worker fleet (dramatiq CLI)
+	$(BIN)/jobfleet worker
+
+test: $(STAMP)  ## The whole test suite (real redis-server, real worker processes)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-soak: $(STAMP)  ## The full-size soak (5,000+ jobs with faults)
+	JOBFLEET_SOAK_FULL=1 $(BIN)/pytest -m soak $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff (lint + format check) and strict mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)  ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP)  ## Strict mypy only
+	$(BIN)/mypy
+
+clean:  ## Remove the venv and local state (.jobfleet/)
+	rm -rf $(VENV) .jobfleet .mypy_cache .ruff_cache .pytest_cache
