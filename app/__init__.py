@@ -1,0 +1,27 @@
+"""The enqueue API: an app factory with a blueprint per resource."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from jobfleet.redis_client import make_client
+from jobfleet.settings import Settings
+from workers.broker import build_store
+
+from . import health, jobs, openapi, problems
+from .services import Services
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API for ``settings`` (default: from the environment)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    client = make_client(settings)
+    app.extensions["jobfleet"] = Services(settings=settings, client=client, store=build_store(settings, client))
+    problems.init_app(app)
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
+    return app

@@ -1,0 +1,181 @@
+"""/v1/jobs: enqueue, status, event trail and cancellation."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from datetime import datetime
+from typing import Any
+
+import pydantic
+from flask import Blueprint, Response, jsonify, request
+
+from app.enqueue import submit
+from app.problems import Problem
+from app.schemas import JobAccepted, JobEvent, JobEvents, JobStatus, iso
+from app.services import services
+from workers.registry import JOB_TYPES
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+_PRINTABLE = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+
+def caller() -> str:
+    """Who is calling: the authenticated client once auth exists, else ``anonymous``."""
+    return "anonymous"
+
+
+def _check_job_id(job_id: str) -> None:
+    if not _JOB_ID.match(job_id):
+        raise Problem(404, "job-not-found", "Not Found", f"no job {job_id!r}: job ids are 32 hex characters")
+
+
+def _read_json_object() -> Any:
+    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported Media Type",
+            f"send the job payload as JSON with 'Content-Type: application/json' (got {request.mimetype or 'none'!r})",
+        )
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        return json.loads(raw or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Problem(
+            400, "malformed-json", "Bad Request", f"the body is not valid JSON: {exc}; send a JSON object"
+        ) from None
+
+
+def _delay_seconds(max_delay: int) -> float:
+    delay_raw = request.args.get("delay_seconds")
+    not_before_raw = request.args.get("not_before")
+    if delay_raw is not None and not_before_raw is not None:
+        raise Problem(400, "bad-schedule", "Bad Request", "give delay_seconds or not_before, not both")
+    delay = 0.0
+    if delay_raw is not None:
+        try:
+            delay = float(delay_raw)
+        except ValueError:
+            delay = math.nan
+        if not math.isfinite(delay) or delay < 0:
+            raise Problem(400, "bad-schedule", "Bad Request", f"delay_seconds={delay_raw!r} must be a number >= 0")
+    if not_before_raw is not None:
+        try:
+            when = datetime.fromisoformat(not_before_raw)
+        except ValueError:
+            raise Problem(
+                400,
+                "bad-schedule",
+                "Bad Request",
+                f"not_before={not_before_raw!r} must be an RFC 3339 timestamp like 2026-01-01T12:00:00Z",
+            ) from None
+        if when.tzinfo is None:
+            raise Problem(400, "bad-schedule", "Bad Request", "not_before needs a timezone (e.g. a trailing Z)")
+        delay = max(0.0, when.timestamp() - time.time())
+    if delay > max_delay:
+        raise Problem(
+            400,
+            "bad-schedule",
+            "Bad Request",
+            f"the job would start in {delay:.0f}s; the maximum delay is {max_delay}s (JOBFLEET_MAX_DELAY_SECONDS)",
+        )
+    return delay
+
+
+@bp.post("/<job_type>")
+def enqueue(job_type: str) -> tuple[Response, int]:
+    """Validate and enqueue a job; 202 with where to poll."""
+    spec = JOB_TYPES.get(job_type)
+    if spec is None:
+        raise Problem(
+            404,
+            "unknown-job-type",
+            "Not Found",
+            f"unknown job type {job_type!r}; available: {', '.join(sorted(JOB_TYPES))}",
+        )
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _PRINTABLE.match(key):
+        raise Problem(
+            400,
+            "bad-idempotency-key",
+            "Bad Request",
+            "Idempotency-Key must be 1-255 printable ASCII characters (a UUID is a good choice)",
+        )
+    body = _read_json_object()
+    delay = _delay_seconds(services().settings.max_delay_seconds)
+    try:
+        payload = spec.payload.model_validate(body)
+    except pydantic.ValidationError as exc:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in err["loc"]) or "(body)",
+                "message": err["msg"],
+                "type": err["type"],
+            }
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        raise Problem(
+            422,
+            "validation-failed",
+            "Unprocessable Content",
+            f"the {job_type} payload has {len(errors)} invalid field(s): "
+            + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+            errors=errors,
+        ) from None
+    svc = services()
+    submitted = submit(
+        svc.store,
+        spec,
+        payload.model_dump(mode="json"),
+        caller=caller(),
+        idempotency_key=key,
+        idempotency_ttl=svc.settings.idempotency_window_seconds,
+        delay_seconds=delay,
+    )
+    status_url = f"/v1/jobs/{submitted.job_id}"
+    body_out = JobAccepted(
+        job_id=submitted.job_id,
+        status_url=status_url,
+        state=submitted.state,  # type: ignore[arg-type]
+        idempotent_replay=not submitted.created,
+    )
+    response = jsonify(body_out.model_dump())
+    response.headers["Location"] = status_url
+    if not submitted.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, 202
+
+
+@bp.get("/<job_id>")
+def status(job_id: str) -> Response:
+    """The job's state, progress, result or error and attempt history."""
+    _check_job_id(job_id)
+    record = services().store.get(job_id)
+    return jsonify(JobStatus.from_record(record).model_dump(mode="json"))
+
+
+@bp.get("/<job_id>/events")
+def events(job_id: str) -> Response:
+    """The job's lifecycle events, oldest first."""
+    _check_job_id(job_id)
+    store = services().store
+    store.get(job_id)  # 404 for unknown ids rather than an empty list
+    items = [
+        JobEvent(id=e["id"], event=e["event"] or "", at=iso(e["at"]), data=e["data"]) for e in store.events(job_id)
+    ]
+    return jsonify(JobEvents(job_id=job_id, events=items).model_dump(mode="json"))
+
+
+@bp.delete("/<job_id>")
+def cancel(job_id: str) -> tuple[Response, int]:
+    """Cancel a waiting job, or ask a running one to stop; 409 when it already finished."""
+    _check_job_id(job_id)
+    store = services().store
+    previous = store.cancel(job_id, caller=caller())
+    record = store.get(job_id)
+    return jsonify(JobStatus.from_record(record).model_dump(mode="json")), 202 if previous == "running" else 200

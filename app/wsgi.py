@@ -1,0 +1,17 @@
+"""WSGI entry for gunicorn: ``gunicorn 'app.wsgi:create()'`` — settings from the environment at start."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from jobfleet.logging import configure_logging
+from jobfleet.settings import Settings
+
+
+def create() -> Flask:
+    """Build the API from the environment (gunicorn calls this once per worker process)."""
+    from app import create_app
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, component="api")
+    return create_app(settings)

@@ -1,0 +1,130 @@
+"""The ``jobfleet`` command: run the fleet's processes and look at jobs from a terminal.
+
+Exit codes: 0 success, 1 operation failed (e.g. Redis unreachable), 2 bad usage or configuration,
+3 not found."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from jobfleet.settings import Settings
+from middleware.errors import ConfigError, JobNotFound, StoreUnavailable
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
+
+
+def _exec(argv: list[str]) -> int:
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)  # noqa: S606 - replace this process so signals reach the server directly
+    return EXIT_FAILED  # pragma: no cover
+
+
+def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
+    """Serve the API with gunicorn (gthread workers)."""
+    return _exec(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"{settings.api_host}:{settings.api_port}",
+            "--workers",
+            str(settings.api_workers),
+            "--threads",
+            str(settings.api_threads),
+            "--worker-class",
+            "gthread",
+            "--graceful-timeout",
+            str(settings.shutdown_timeout_seconds),
+            "--timeout",
+            "30",
+            "--keep-alive",
+            "5",
+            "app.wsgi:create()",
+        ]
+    )
+
+
+def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
+    """Run the worker fleet with the Dramatiq CLI (broker and actors from workers.boot:setup)."""
+    return _exec(
+        [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "workers.boot:setup",
+            "--processes",
+            str(settings.worker_processes),
+            "--threads",
+            str(settings.worker_threads),
+            "--worker-shutdown-timeout",
+            str(settings.shutdown_timeout_seconds * 1000),
+        ]
+    )
+
+
+def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
+    """Run Redis (embedded when needed), the API and the workers until Ctrl-C."""
+    from jobfleet.logging import configure_logging
+    from jobfleet.supervisor import Supervisor
+
+    configure_logging(settings.log_level, component="supervisor")
+    return Supervisor(settings, dict(os.environ)).run()
+
+
+def cmd_jobs_show(settings: Settings, args: argparse.Namespace) -> int:
+    """Print one job's status as JSON."""
+    from app.schemas import JobStatus
+    from workers.broker import build_store
+
+    record = build_store(settings).get(args.job_id)
+    print(json.dumps(JobStatus.from_record(record).model_dump(mode="json"), indent=2))
+    return EXIT_OK
+
+
+def cmd_config(_settings: Settings, _args: argparse.Namespace) -> int:
+    """Print every setting with its default."""
+    for env, default, doc in Settings.documentation():
+        print(f"{env:40} {default:24} {doc}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="jobfleet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("api", help="serve the API (gunicorn)").set_defaults(func=cmd_api)
+    sub.add_parser("worker", help="run the worker fleet (dramatiq)").set_defaults(func=cmd_worker)
+    sub.add_parser("run", help="run Redis, API and workers together").set_defaults(func=cmd_run)
+    sub.add_parser("config", help="list settings and defaults").set_defaults(func=cmd_config)
+    jobs = sub.add_parser("jobs", help="inspect jobs").add_subparsers(dest="jobs_command", required=True)
+    show = jobs.add_parser("show", help="show one job")
+    show.add_argument("job_id")
+    show.set_defaults(func=cmd_jobs_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jobfleet`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+        code: int = args.func(settings, args)
+        return code
+    except ConfigError as exc:
+        print(f"jobfleet: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except JobNotFound as exc:
+        print(f"jobfleet: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except StoreUnavailable as exc:
+        print(f"jobfleet: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The one typed settings object, built from the environment at each entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from middleware.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _int(name: str, raw: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _float(name: str, raw: str, minimum: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _redis_url(name: str, raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name}={redact_url(raw)!r} must start with redis://, rediss:// or unix://")
+    return raw
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` so it can be logged."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if user else ':'}***@{host}"
+
+
+@dataclass(frozen=True)
+class _Var:
+    env: str
+    parse: Callable[[str, str], Any]
+    doc: str
+
+
+def _var(env: str, parse: Callable[[str, str], Any], doc: str, default: Any) -> Any:
+    return field(default=default, metadata={"var": _Var(env, parse, doc)})
+
+
+def _pos_int(minimum: int = 1) -> Callable[[str, str], int]:
+    return lambda name, raw: _int(name, raw, minimum)
+
+
+def _pos_float(minimum: float = 0.0) -> Callable[[str, str], float]:
+    return lambda name, raw: _float(name, raw, minimum)
+
+
+def _str(_name: str, raw: str) -> str:
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of jobfleet; ``Settings.from_env(os.environ)`` at each entry point, tests build their own."""
+
+    redis_url: str = _var("REDIS_URL", _redis_url, "Redis for queues and job state", "")
+    redis_timeout_seconds: float = _var(
+        "JOBFLEET_REDIS_TIMEOUT_SECONDS", _pos_float(0.05), "Socket/connect timeout for Redis calls", 2.0
+    )
+    namespace: str = _var("JOBFLEET_NAMESPACE", _str, "Prefix of every Redis key jobfleet writes", "jobfleet")
+    api_host: str = _var("JOBFLEET_API_HOST", _str, "API bind address", "127.0.0.1")
+    api_port: int = _var("JOBFLEET_API_PORT", _pos_int(0), "API port", 8000)
+    api_workers: int = _var("JOBFLEET_API_WORKERS", _pos_int(), "API (gunicorn) worker processes", 2)
+    api_threads: int = _var("JOBFLEET_API_THREADS", _pos_int(), "Threads per API worker process", 4)
+    max_body_bytes: int = _var("JOBFLEET_MAX_BODY_BYTES", _pos_int(), "Largest accepted request body", 1 << 20)
+    worker_processes: int = _var("JOBFLEET_WORKER_PROCESSES", _pos_int(), "Worker processes", 2)
+    worker_threads: int = _var("JOBFLEET_WORKER_THREADS", _pos_int(), "Threads per worker process", 8)
+    worker_metrics_port: int = _var("JOBFLEET_WORKER_METRICS_PORT", _pos_int(0), "Port of the workers' /metrics", 9191)
+    exporter_port: int = _var("JOBFLEET_EXPORTER_PORT", _pos_int(0), "Port of the queue exporter", 9180)
+    shutdown_timeout_seconds: int = _var(
+        "JOBFLEET_SHUTDOWN_TIMEOUT_SECONDS", _pos_int(), "How long SIGTERM waits for in-flight jobs", 30
+    )
+    job_retention_seconds: int = _var(
+        "JOBFLEET_JOB_RETENTION_SECONDS", _pos_int(60), "How long job status records are kept", 7 * 86400
+    )
+    dlq_retention_seconds: int = _var(
+        "JOBFLEET_DLQ_RETENTION_SECONDS", _pos_int(60), "How long dead letters are kept", 14 * 86400
+    )
+    idempotency_window_seconds: int = _var(
+        "JOBFLEET_IDEMPOTENCY_WINDOW_SECONDS", _pos_int(1), "How long Idempotency-Keys are remembered", 86400
+    )
+    max_retries: int = _var("JOBFLEET_MAX_RETRIES", _pos_int(0), "Default retries after the first attempt", 5)
+    min_backoff_seconds: float = _var(
+        "JOBFLEET_MIN_BACKOFF_SECONDS", _pos_float(0.0), "First retry delay (before jitter)", 5.0
+    )
+    max_backoff_seconds: float = _var("JOBFLEET_MAX_BACKOFF_SECONDS", _pos_float(0.0), "Cap on a retry delay", 600.0)
+    max_delay_seconds: int = _var(
+        "JOBFLEET_MAX_DELAY_SECONDS", _pos_int(0), "Largest delay_seconds a client may ask for", 7 * 86400
+    )
+    heartbeat_timeout_seconds: float = _var(
+        "JOBFLEET_HEARTBEAT_TIMEOUT_SECONDS",
+        _pos_float(1.0),
+        "A worker silent this long is dead; its unacked jobs are redelivered",
+        15.0,
+    )
+    max_crash_redeliveries: int = _var(
+        "JOBFLEET_MAX_CRASH_REDELIVERIES",
+        _pos_int(1),
+        "Deliveries of one attempt that may die with their worker before the job is dead-lettered",
+        3,
+    )
+    smtp_host: str = _var("JOBFLEET_SMTP_HOST", _str, "SMTP server for email jobs", "127.0.0.1")
+    smtp_port: int = _var("JOBFLEET_SMTP_PORT", _pos_int(1), "SMTP port", 25)
+    smtp_sender: str = _var("JOBFLEET_SMTP_SENDER", _str, "From: address of email jobs", "jobfleet@localhost")
+    smtp_username: str = _var("JOBFLEET_SMTP_USERNAME", _str, "SMTP user (empty: no auth)", "")
+    smtp_password: str = _var("JOBFLEET_SMTP_PASSWORD", _str, "SMTP password", "")
+    smtp_starttls: bool = _var("JOBFLEET_SMTP_STARTTLS", _bool, "Use STARTTLS for SMTP", False)
+    report_dir: str = _var("JOBFLEET_REPORT_DIR", _str, "Where report artifacts are written", ".jobfleet/reports")
+    data_dir: str = _var("JOBFLEET_DATA_DIR", _str, "Local state: embedded Redis, logs", ".jobfleet")
+    log_level: str = _var("JOBFLEET_LOG_LEVEL", _str, "Log level", "INFO")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``); raise ConfigError naming a bad variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var: _Var = f.metadata["var"]
+            raw = env.get(var.env)
+            if raw is not None and raw != "":
+                values[f.name] = var.parse(var.env, raw)
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check cross-field rules; raise ConfigError naming the variable to fix."""
+        if self.max_backoff_seconds < self.min_backoff_seconds:
+            raise ConfigError(
+                "JOBFLEET_MAX_BACKOFF_SECONDS must be >= JOBFLEET_MIN_BACKOFF_SECONDS "
+                f"(got {self.max_backoff_seconds} < {self.min_backoff_seconds})"
+            )
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"JOBFLEET_LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        if not self.namespace or ":" in self.namespace:
+            raise ConfigError(f"JOBFLEET_NAMESPACE={self.namespace!r} must be non-empty and contain no ':'")
+
+    @property
+    def effective_redis_url(self) -> str:
+        """The Redis URL to use (the default local one when REDIS_URL is unset)."""
+        return self.redis_url or "redis://127.0.0.1:6379/0"
+
+    @classmethod
+    def documentation(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, meaning) for every setting, for the README and ``jobfleet config``."""
+        return [(f.metadata["var"].env, repr(f.default), f.metadata["var"].doc) for f in fields(cls)]

@@ -1,0 +1,139 @@
+"""``jobfleet run``: the local fleet in one command — Redis (embedded if needed), API and workers — with
+ordered shutdown on Ctrl-C/SIGTERM (API first, then a draining worker, Redis last) and no orphans."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from jobfleet.embedded_redis import port_open, start_redis
+from jobfleet.settings import Settings, redact_url
+
+log = structlog.get_logger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # Linux: the child gets SIGTERM if the supervisor dies (even by SIGKILL), so nothing is orphaned.
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    """A supervised process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        log.info("started", process=self.name, pid=self.proc.pid)
+
+
+class Supervisor:
+    """Starts the fleet, restarts a crashed member (at most 5 times a minute), stops everything in order."""
+
+    def __init__(self, settings: Settings, environ: dict[str, str]) -> None:
+        self.settings = settings
+        self.environ = environ
+        self.children: list[Child] = []
+        self.redis_proc: subprocess.Popen[bytes] | None = None
+        self.stopping = False
+
+    def resolve_redis(self) -> str:
+        """REDIS_URL, else a local server on 6379, else an embedded one started now."""
+        if self.settings.redis_url:
+            return self.settings.redis_url
+        if port_open("127.0.0.1", 6379):
+            log.info("using the Redis already listening on 127.0.0.1:6379")
+            return "redis://127.0.0.1:6379/0"
+        data_dir = Path(self.settings.data_dir) / "redis"
+        self.redis_proc = start_redis(data_dir, 6379)
+        log.info("started embedded redis", port=6379, data_dir=str(data_dir), aof=True)
+        return "redis://127.0.0.1:6379/0"
+
+    def run(self) -> int:
+        """Run until a signal; return the exit code."""
+        url = self.resolve_redis()
+        env = {**self.environ, "REDIS_URL": url}
+        exe = [sys.executable, "-m", "jobfleet.cli"]
+        self.children = [Child("api", [*exe, "api"], env), Child("worker", [*exe, "worker"], env)]
+        for child in self.children:
+            child.start()
+        s = self.settings
+        log.info(
+            "jobfleet is running",
+            api=f"http://{s.api_host}:{s.api_port}",
+            redis=redact_url(url),
+            workers=f"{s.worker_processes} processes x {s.worker_threads} threads",
+            stop="Ctrl-C",
+        )
+        handler: Callable[[int, object], None] = lambda signum, _frame: self._request_stop(signum)  # noqa: E731
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+        code = 0
+        while not self.stopping:
+            for child in self.children:
+                assert child.proc is not None
+                if child.proc.poll() is not None and not self.stopping:
+                    code = self._restart(child)
+                    if code:
+                        self.stopping = True
+            time.sleep(0.2)
+        self.shutdown()
+        return code
+
+    def _request_stop(self, signum: int) -> None:
+        if not self.stopping:
+            log.info("stopping", signal=signal.Signals(signum).name)
+        self.stopping = True
+
+    def _restart(self, child: Child) -> int:
+        now = time.monotonic()
+        child.restarts = [t for t in child.restarts if now - t < 60] + [now]
+        assert child.proc is not None
+        log.error("process exited", process=child.name, code=child.proc.returncode)
+        if len(child.restarts) > 5:
+            log.error("restarting too often, stopping the fleet", process=child.name)
+            return 1
+        child.start()
+        return 0
+
+    def shutdown(self) -> None:
+        """Stop the API, then let workers drain, then stop the embedded Redis."""
+        grace = self.settings.shutdown_timeout_seconds + 10
+        for name in ("api", "worker"):
+            for child in self.children:
+                if child.name == name and child.proc is not None and child.proc.poll() is None:
+                    _terminate(child.proc, grace, child.name)
+        if self.redis_proc is not None:
+            _terminate(self.redis_proc, 10, "redis")
+        log.info("stopped")
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace: float, name: str) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        log.error("did not stop in time, killing", process=name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -1,0 +1,57 @@
+"""The running job's context and the progress helper actors use (their only bookkeeping)."""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from middleware.errors import JobCancelled
+
+if TYPE_CHECKING:
+    from middleware.store import JobStore
+
+
+@dataclass
+class JobContext:
+    """What an actor may know about the job it runs."""
+
+    job_id: str
+    job_type: str
+    idempotency_key: str
+    attempt: int
+    store: JobStore
+    cancel_requested: bool = False
+    # Set by the actor wrapper: Dramatiq warns about actors returning values without its Results backend.
+    result: Any = None
+
+
+_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar("jobfleet_job", default=None)
+
+
+def current_job() -> JobContext | None:
+    """Return the context of the job running on this thread, if any."""
+    return _current.get()
+
+
+def set_current_job(ctx: JobContext | None) -> None:
+    """Set (or clear) the job running on this thread; called by the lifecycle middleware."""
+    _current.set(ctx)
+
+
+def set_result(value: Any) -> None:
+    """Hand the actor's return value to the lifecycle middleware (it becomes the job's result)."""
+    ctx = _current.get()
+    if ctx is not None:
+        ctx.result = value
+
+
+def report_progress(percent: int, message: str = "") -> None:
+    """Record progress (0-100) for the running job; raise JobCancelled if an operator cancelled it."""
+    ctx = _current.get()
+    if ctx is None:
+        return
+    percent = max(0, min(100, int(percent)))
+    if ctx.store.progress(ctx.job_id, percent, message):
+        ctx.cancel_requested = True
+        raise JobCancelled(f"job {ctx.job_id} was cancelled by an operator at {percent}% ({message})")

@@ -1,0 +1,57 @@
+"""The one exception tree of jobfleet. Actors raise TransientError/PermanentError; the rest is plumbing."""
+
+from __future__ import annotations
+
+from dramatiq.middleware import MiddlewareError
+
+
+class JobfleetError(Exception):
+    """Base class of every exception jobfleet raises on purpose."""
+
+
+class ConfigError(JobfleetError):
+    """Raised when a setting is missing or invalid; the message names the variable to fix."""
+
+
+class TransientError(JobfleetError):
+    """Raised by an actor when the failure may go away on its own (timeouts, 5xx): the job is retried."""
+
+
+class PermanentError(JobfleetError):
+    """Raised by an actor when retrying cannot help (4xx, invalid input): the job goes to the DLQ at once."""
+
+
+class JobCancelled(JobfleetError):
+    """Raised inside an actor by the progress helper when an operator cancelled the running job."""
+
+
+class StoreUnavailable(JobfleetError):
+    """Raised when Redis cannot be reached or answers with an error; the API turns it into a 503."""
+
+
+class JobNotFound(JobfleetError):
+    """Raised when a job id (or dead letter id) is unknown or its record has expired."""
+
+
+class InvalidTransition(JobfleetError):
+    """Raised when an operation does not apply to the job's current state (e.g. cancelling a finished job)."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class IdempotencyConflict(JobfleetError):
+    """Raised when an Idempotency-Key is reused with a different request body."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class LeaseHeld(MiddlewareError):
+    """Raised before an actor runs when another live worker holds the job's idempotency lease: retry later."""
+
+
+class LedgerUnavailable(MiddlewareError):
+    """Raised before an actor runs when the idempotency ledger cannot be read: fail closed, retry later."""

@@ -1,0 +1,284 @@
+"""JobLifecycle: records every attempt in the job store, guards side effects with the idempotency lease,
+and applies the retry policy (retry, dead-letter or done) — each decision one atomic store call."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import structlog
+from dramatiq.middleware import Middleware, SkipMessage
+
+from middleware.context import JobContext, set_current_job
+from middleware.errors import JobCancelled, LeaseHeld, LedgerUnavailable, StoreUnavailable
+from middleware.retry_policy import PERMANENT, RetryPolicy, classify
+from middleware.store import JobStore, retry_call
+
+log = structlog.get_logger(__name__)
+
+# How long to wait before redelivering a message whose lease is held elsewhere or whose ledger was unreachable.
+_BUSY_DELAY_MS = 2_000
+_LEASE_MARGIN_MS = 30_000
+_DEFAULT_TIME_LIMIT_MS = 600_000
+
+
+@dataclass
+class Attempt:
+    """Per-delivery state kept on the message proxy (never in options: it is not JSON)."""
+
+    job_id: str
+    job_type: str
+    idempotency_key: str
+    token: str
+    attempt: int
+    running_member: str
+    started: float
+    enqueued_at: float | None
+    ready_at: float | None
+    context: JobContext | None = None
+
+
+def option(broker: dramatiq.Broker, message: Any, name: str, default: Any) -> Any:
+    """Resolve an option: message options, then the actor's options, then ``default``."""
+    if name in message.options:
+        return message.options[name]
+    try:
+        actor = broker.get_actor(message.actor_name)
+    except dramatiq.errors.ActorNotFound:
+        return default
+    return actor.options.get(name, default)
+
+
+class JobLifecycle(Middleware):
+    """Records attempts, enforces once-per-idempotency-key, retries transient errors, dead-letters the rest."""
+
+    actor_options = {"job_type", "max_retries", "min_backoff_seconds", "max_backoff_seconds"}  # noqa: RUF012
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        policy: RetryPolicy,
+        heartbeat_timeout_ms: int,
+        max_interruptions: int,
+        outcome_hook: Any = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.heartbeat_timeout_ms = heartbeat_timeout_ms
+        self.max_interruptions = max_interruptions
+        # Called with (event, message, **details) so metrics can count outcomes without a second Redis call.
+        self.outcome_hook = outcome_hook or (lambda *_a, **_k: None)
+
+    # --- before ---
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        """Called before the actor runs: claim the attempt, or skip / postpone the delivery."""
+        job_id = message.message_id
+        job_type = option(broker, message, "job_type", message.actor_name)
+        idem = message.options.get("idempotency_key") or job_id
+        token = message.options.get("redis_message_id") or job_id
+        time_limit_ms = option(broker, message, "time_limit", _DEFAULT_TIME_LIMIT_MS)
+        member = f"{message.queue_name}|{message.actor_name}|{job_id}"
+        fallback = {
+            "id": job_id,
+            "type": job_type,
+            "queue": message.queue_name,
+            "actor": message.actor_name,
+            "state": "queued",
+            "enqueued_at": f"{message.message_timestamp / 1000:.3f}",
+            "idempotency_key": idem,
+            "payload": _json(message.kwargs),
+        }
+        try:
+            begin = retry_call(
+                lambda: self.store.begin(
+                    job_id=job_id,
+                    job_type=job_type,
+                    idempotency_key=idem,
+                    token=token,
+                    worker_id=getattr(broker, "broker_id", "stub"),
+                    lease_ms=int(time_limit_ms) + _LEASE_MARGIN_MS,
+                    heartbeat_timeout_ms=self.heartbeat_timeout_ms,
+                    max_interruptions=self.max_interruptions,
+                    running_member=member,
+                    fallback_record=fallback,
+                ),
+                attempts=3,
+                delay=0.1,
+            )
+        except StoreUnavailable as exc:
+            # Fail closed: without the ledger we cannot know whether the side effect already happened.
+            log.error("ledger unavailable, postponing job", job_id=job_id, error=str(exc))
+            raise LedgerUnavailable(str(exc)) from exc
+
+        if begin.verdict == "run":
+            ctx = JobContext(job_id, job_type, idem, begin.attempt, self.store)
+            message._jf_attempt = Attempt(
+                job_id,
+                job_type,
+                idem,
+                token,
+                begin.attempt,
+                member,
+                time.time(),
+                begin.enqueued_at,
+                begin.ready_at,
+                ctx,
+            )
+            set_current_job(ctx)
+            self.outcome_hook("started", message, attempt=message._jf_attempt)
+            return
+        if begin.verdict == "busy":
+            raise LeaseHeld(f"job {job_id}: idempotency key is leased by live worker {begin.detail}")
+        if begin.verdict == "poison":
+            self._dead_letter_poison(message, job_id, job_type, idem, token, member, int(begin.detail))
+            raise SkipMessage(f"job {job_id} dead-lettered after {begin.detail} interrupted deliveries")
+        if begin.verdict in {"duplicate", "finished"}:
+            self.outcome_hook("duplicate", message)
+        log.info("delivery skipped", job_id=job_id, verdict=begin.verdict, state=begin.detail)
+        raise SkipMessage(f"job {job_id}: {begin.verdict}")
+
+    # --- after ---
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Called after the actor ran (or a before hook refused): record the outcome, retry or dead-letter."""
+        attempt: Attempt | None = getattr(message, "_jf_attempt", None)
+        set_current_job(None)
+        if attempt is None:
+            if isinstance(exception, LeaseHeld | LedgerUnavailable):
+                self._redeliver_later(broker, message, _BUSY_DELAY_MS, retries=None)
+            return
+        del message._jf_attempt
+        if exception is None:
+            if result is None and attempt.context is not None:
+                result = attempt.context.result
+            self._finish(message, attempt, "succeeded", result=result)
+            self.outcome_hook("succeeded", message, attempt=attempt)
+            return
+
+        error = _error(exception)
+        if isinstance(exception, JobCancelled):
+            self._finish(message, attempt, "cancelled", error=error)
+            self.outcome_hook("cancelled", message, attempt=attempt, exception=exception)
+            return
+        max_retries = option(broker, message, "max_retries", None)
+        if self.policy.should_retry(exception, attempt.attempt, max_retries):
+            delay = self.policy.backoff_seconds(
+                attempt.attempt,
+                min_backoff=option(broker, message, "min_backoff_seconds", None),
+                max_backoff=option(broker, message, "max_backoff_seconds", None),
+            )
+            next_at = time.time() + delay
+            if self._finish(message, attempt, "retrying", error=error, next_retry_at=next_at):
+                self.outcome_hook("retried", message, attempt=attempt, exception=exception)
+                self._redeliver_later(broker, message, int(delay * 1000), retries=message.options.get("retries", 0) + 1)
+            return
+        reason = "permanent" if classify(exception) == PERMANENT else "exhausted"
+        letter = self._dead_letter(message, attempt, error, reason)
+        if self._finish(message, attempt, "dead", error=error, dead_letter=letter):
+            self.outcome_hook("dead", message, attempt=attempt, exception=exception)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        """Called when a delivery was skipped: nothing ran, nothing to record."""
+        set_current_job(None)
+
+    # --- helpers ---
+    def _finish(self, message: Any, attempt: Attempt, outcome: str, **details: Any) -> bool:
+        try:
+            retry_call(
+                lambda: self.store.finish(
+                    job_id=attempt.job_id,
+                    job_type=attempt.job_type,
+                    idempotency_key=attempt.idempotency_key,
+                    token=attempt.token,
+                    outcome=outcome,
+                    running_member=attempt.running_member,
+                    **details,
+                ),
+                attempts=6,
+                delay=0.25,
+            )
+        except StoreUnavailable as exc:
+            # The outcome could not be recorded: keep the message (requeue instead of ack) so nothing is lost.
+            log.error("could not record outcome, message kept for redelivery", job_id=attempt.job_id, error=str(exc))
+            message._jf_requeue = True
+            return False
+        return True
+
+    def _redeliver_later(self, broker: dramatiq.Broker, message: Any, delay_ms: int, retries: int | None) -> None:
+        options: dict[str, Any] = {"ready_at": round(time.time() + delay_ms / 1000, 3)}
+        if retries is not None:
+            options["retries"] = retries
+        try:
+            retry_call(lambda: broker.enqueue(message.copy(options=options), delay=delay_ms), attempts=6, delay=0.25)
+        except Exception as exc:
+            # Stock Dramatiq would ack and lose the message here (dramatiq#545); we requeue it instead.
+            log.error("re-enqueue failed, message kept for redelivery", job_id=message.message_id, error=str(exc))
+            message._jf_requeue = True
+
+    def _dead_letter(self, message: Any, attempt: Attempt, error: dict[str, Any], reason: str) -> dict[str, Any]:
+        return {
+            "job_id": attempt.job_id,
+            "type": attempt.job_type,
+            "queue": message.queue_name,
+            "actor": message.actor_name,
+            "payload": message.kwargs,
+            "idempotency_key": attempt.idempotency_key,
+            "reason": reason,
+            "error": error,
+            "trace_id": message.options.get("trace_id"),
+            "traceparent": message.options.get("traceparent"),
+            "message": _replayable(message),
+        }
+
+    def _dead_letter_poison(  # noqa: PLR0917
+        self, message: Any, job_id: str, job_type: str, idem: str, token: str, member: str, count: int
+    ) -> None:
+        error = {
+            "type": "WorkerLost",
+            "message": f"{count} deliveries of this job ended with their worker process dying (OOM? crash?)",
+            "traceback": "",
+        }
+        attempt = Attempt(job_id, job_type, idem, token, 0, member, time.time(), None, None)
+        letter = self._dead_letter(message, attempt, error, "crash_loop")
+        if self._finish(message, attempt, "dead", error=error, dead_letter=letter):
+            self.outcome_hook("dead", message, attempt=attempt, exception=None)
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc)[:2000],
+        "traceback": "".join(traceback.format_exception(exc))[-8000:],
+    }
+
+
+def _replayable(message: Any) -> dict[str, Any]:
+    options = {
+        k: v
+        for k, v in message.options.items()
+        if k not in {"redis_message_id", "eta", "retries", "traceback", "requeue_timestamp", "ready_at"}
+    }
+    return {
+        "queue_name": message.queue_name.removesuffix(".DQ"),
+        "actor_name": message.actor_name,
+        "args": list(message.args),
+        "kwargs": message.kwargs,
+        "options": options,
+        "message_id": message.message_id,
+    }
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)

@@ -1,0 +1,296 @@
+"""The job store: status records, idempotency ledger, dead letters and event trail, each change one Lua call."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar, cast
+
+import redis
+
+from middleware.errors import InvalidTransition, JobNotFound, StoreUnavailable
+from middleware.keys import Keys
+
+T = TypeVar("T")
+
+EVENTS_MAX = 100
+AUDIT_MAX = 10_000
+STATES = ("queued", "scheduled", "running", "retrying", "succeeded", "failed", "dead", "cancelled")
+TERMINAL_STATES = frozenset({"succeeded", "failed", "dead", "cancelled"})
+_JSON_FIELDS = ("result", "error", "history", "payload")
+_FLOAT_FIELDS = ("enqueued_at", "ready_at", "started_at", "finished_at")
+_INT_FIELDS = ("progress", "attempts", "replays")
+
+
+def _load_scripts() -> dict[str, str]:
+    folder = resources.files("middleware") / "lua"
+    return {name: (folder / f"{name}.lua").read_text() for name in ("submit", "begin", "finish", "progress", "cancel")}
+
+
+@contextmanager
+def redis_errors(operation: str) -> Iterator[None]:
+    """Turn any Redis failure inside the block into StoreUnavailable naming the operation."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"Redis {operation} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def decode_record(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    """Turn a job hash as stored into typed Python values."""
+    record: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+    for name in _JSON_FIELDS:
+        value = record.get(name)
+        record[name] = json.loads(value) if value else None
+    if not isinstance(record.get("history"), list):
+        record["history"] = []
+    for name in _FLOAT_FIELDS:
+        value = record.get(name)
+        record[name] = float(value) if value else None
+    for name in _INT_FIELDS:
+        record[name] = int(record.get(name) or 0)
+    record["cancel_requested"] = record.get("cancel_requested") == "1"
+    return record
+
+
+@dataclass(frozen=True)
+class Begin:
+    """What begin() decided: ``run``, ``cancelled``, ``finished``, ``duplicate``, ``busy`` or ``poison``."""
+
+    verdict: str
+    attempt: int = 0
+    detail: str = ""
+    enqueued_at: float | None = None
+    ready_at: float | None = None
+
+
+class JobStore:
+    """Reads and changes job state in Redis; every state change is one atomic script call."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        job_ttl_seconds: int,
+        dlq_ttl_seconds: int,
+        ledger_ttl_seconds: int,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.job_ttl = job_ttl_seconds
+        self.dlq_ttl = dlq_ttl_seconds
+        self.ledger_ttl = ledger_ttl_seconds
+        self._scripts = {name: client.register_script(src) for name, src in _load_scripts().items()}
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        with redis_errors(name):
+            return self._scripts[name](keys=keys, args=args)
+
+    # --- API side ---
+    def submit(
+        self,
+        *,
+        job_id: str,
+        fields: dict[str, Any],
+        queue_name: str,
+        redis_message_id: str,
+        encoded_message: bytes,
+        idempotency_key: str | None,
+        fingerprint: str,
+        idempotency_ttl: int,
+        event: dict[str, Any],
+    ) -> tuple[bool, str, str]:
+        """Create the job and push its message; return (created, job_id, fingerprint of the existing one)."""
+        flat: list[Any] = []
+        for name, value in fields.items():
+            flat += [name, value]
+        result = self._run(
+            "submit",
+            [
+                self.keys.job(job_id),
+                self.keys.job_events(job_id),
+                self.keys.queue(queue_name),
+                self.keys.queue_messages(queue_name),
+                idempotency_key or "",
+            ],
+            [
+                self.job_ttl,
+                f"{time.time():.3f}",
+                redis_message_id,
+                encoded_message,
+                fingerprint,
+                idempotency_ttl,
+                EVENTS_MAX,
+                job_id,
+                json.dumps(event),
+                *flat,
+            ],
+        )
+        verdict, value = result[0].decode(), result[1].decode()
+        if verdict == "created":
+            return True, value, fingerprint
+        existing_id, _, existing_fp = value.partition(" ")
+        return False, existing_id, existing_fp
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """Return the job's record; raise JobNotFound when unknown or expired."""
+        with redis_errors("read job"):
+            raw = cast(dict[bytes, bytes], self.client.hgetall(self.keys.job(job_id)))
+        if not raw:
+            raise JobNotFound(f"no job {job_id!r} (unknown id, or its record expired)")
+        return decode_record(raw)
+
+    def events(self, job_id: str, *, limit: int = EVENTS_MAX) -> list[dict[str, Any]]:
+        """Return the job's event trail, oldest first."""
+        with redis_errors("read events"):
+            entries = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                self.client.xrange(self.keys.job_events(job_id), count=limit),
+            )
+        out = []
+        for entry_id, raw in entries:
+            fields = {k.decode(): v.decode() for k, v in raw.items()}
+            out.append(
+                {
+                    "id": entry_id.decode(),
+                    "event": fields.get("event"),
+                    "at": float(fields.get("at") or 0),
+                    "data": json.loads(fields.get("data") or "{}"),
+                }
+            )
+        return out
+
+    def cancel(self, job_id: str, *, caller: str) -> str:
+        """Cancel a job; return the state it was in. Raise JobNotFound / InvalidTransition (finished)."""
+        verdict, state = (
+            str(part.decode())
+            for part in self._run(
+                "cancel",
+                [self.keys.job(job_id), self.keys.job_events(job_id), self.keys.audit()],
+                [f"{time.time():.3f}", caller, EVENTS_MAX, AUDIT_MAX, job_id],
+            )
+        )
+        if verdict == "missing":
+            raise JobNotFound(f"no job {job_id!r} (unknown id, or its record expired)")
+        if verdict == "refused":
+            raise InvalidTransition(f"job {job_id} already finished as {state!r}; nothing to cancel", state)
+        return state
+
+    # --- worker side ---
+    def begin(
+        self,
+        *,
+        job_id: str,
+        job_type: str,
+        idempotency_key: str,
+        token: str,
+        worker_id: str,
+        lease_ms: int,
+        heartbeat_timeout_ms: int,
+        max_interruptions: int,
+        running_member: str,
+        fallback_record: dict[str, Any],
+    ) -> Begin:
+        """Claim an attempt for a delivery (see begin.lua); raise StoreUnavailable when Redis fails."""
+        result = self._run(
+            "begin",
+            [
+                self.keys.job(job_id),
+                self.keys.job_events(job_id),
+                self.keys.ledger(job_type, idempotency_key),
+                self.keys.heartbeats(),
+                self.keys.running(),
+            ],
+            [
+                int(time.time() * 1000),
+                self.job_ttl,
+                token,
+                worker_id,
+                lease_ms,
+                heartbeat_timeout_ms,
+                max_interruptions,
+                EVENTS_MAX,
+                self.ledger_ttl,
+                job_id,
+                running_member,
+                json.dumps(fallback_record),
+            ],
+        )
+        parts = [p.decode() for p in result]
+        if parts[0] == "run":
+            return Begin(
+                "run",
+                attempt=int(parts[1]),
+                enqueued_at=float(parts[2]) if parts[2] else None,
+                ready_at=float(parts[3]) if parts[3] else None,
+            )
+        return Begin(parts[0], detail=parts[1])
+
+    def finish(
+        self,
+        *,
+        job_id: str,
+        job_type: str,
+        idempotency_key: str,
+        token: str,
+        outcome: str,
+        running_member: str,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        next_retry_at: float | None = None,
+        dead_letter: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the end of an attempt (see finish.lua); raise StoreUnavailable when Redis fails."""
+        self._run(
+            "finish",
+            [
+                self.keys.job(job_id),
+                self.keys.job_events(job_id),
+                self.keys.ledger(job_type, idempotency_key),
+                self.keys.running(),
+                self.keys.dlq_index(),
+                self.keys.dlq_entry(job_id),
+            ],
+            [
+                int(time.time() * 1000),
+                outcome,
+                self.job_ttl,
+                self.ledger_ttl,
+                json.dumps(result),
+                json.dumps(error) if error else "",
+                f"{next_retry_at:.3f}" if next_retry_at is not None else "",
+                json.dumps(dead_letter) if dead_letter else "",
+                self.dlq_ttl,
+                EVENTS_MAX,
+                running_member,
+                job_id,
+                token,
+            ],
+        )
+
+    def progress(self, job_id: str, percent: int, message: str) -> bool:
+        """Record progress; return True when the job was asked to cancel."""
+        return bool(
+            self._run(
+                "progress",
+                [self.keys.job(job_id), self.keys.job_events(job_id)],
+                [percent, message, f"{time.time():.3f}", EVENTS_MAX],
+            )
+        )
+
+
+def retry_call(fn: Callable[[], T], *, attempts: int, delay: float) -> T:
+    """Call ``fn`` up to ``attempts`` times, sleeping ``delay`` (doubling) between Redis failures."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except (StoreUnavailable, redis.RedisError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(delay * 2**attempt)
+    raise AssertionError("unreachable")

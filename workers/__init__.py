@@ -1,0 +1,1 @@
+"""The worker fleet: broker construction, job types and their actors (never imports app/)."""

@@ -1,0 +1,67 @@
+"""Build the broker with its complete middleware list — the one place that does it, before any actor exists."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.middleware import TimeLimit
+
+from jobfleet.redis_client import make_client
+from jobfleet.settings import Settings
+from middleware.keys import Keys
+from middleware.lifecycle import JobLifecycle
+from middleware.recovery import RecoveryMiddleware
+from middleware.redis_broker import JobfleetRedisBroker
+from middleware.retry_policy import RetryPolicy
+from middleware.store import JobStore
+
+
+def build_store(settings: Settings, client: object | None = None) -> JobStore:
+    """The job store over ``client`` (a new bounded-timeout client when None)."""
+    return JobStore(
+        client or make_client(settings),  # type: ignore[arg-type]
+        Keys(settings.namespace),
+        job_ttl_seconds=settings.job_retention_seconds,
+        dlq_ttl_seconds=settings.dlq_retention_seconds,
+        ledger_ttl_seconds=settings.idempotency_window_seconds,
+    )
+
+
+def build_broker(settings: Settings) -> JobfleetRedisBroker:
+    """A Redis broker with jobfleet's middleware chain, in order (``before_*`` hooks run top to bottom)."""
+    # Workers poll Redis; a generous socket timeout avoids false outages under load but stays bounded.
+    client = make_client(settings, timeout=max(settings.redis_timeout_seconds, 5.0))
+    store = build_store(settings, client)
+    heartbeat_ms = int(settings.heartbeat_timeout_seconds * 1000)
+    middleware = [
+        RecoveryMiddleware(interval_seconds=max(1.0, settings.heartbeat_timeout_seconds / 3)),
+        JobLifecycle(
+            store=store,
+            policy=RetryPolicy(
+                max_retries=settings.max_retries,
+                min_backoff_seconds=settings.min_backoff_seconds,
+                max_backoff_seconds=settings.max_backoff_seconds,
+            ),
+            heartbeat_timeout_ms=heartbeat_ms,
+            max_interruptions=settings.max_crash_redeliveries,
+        ),
+        TimeLimit(),
+    ]
+    broker = JobfleetRedisBroker(
+        client=client,
+        namespace=settings.namespace,
+        heartbeat_timeout=heartbeat_ms,
+        dead_message_ttl=settings.dlq_retention_seconds * 1000,
+        middleware=middleware,
+    )
+    broker.jobfleet_store = store
+    return broker
+
+
+def install(settings: Settings) -> JobfleetRedisBroker:
+    """Build the broker, make it Dramatiq's global broker and declare the actors on it."""
+    from workers.actors import declare_actors
+
+    broker = build_broker(settings)
+    dramatiq.set_broker(broker)
+    declare_actors(broker, settings)
+    return broker
