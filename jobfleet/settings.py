@@ -85,6 +85,12 @@ class Settings:
     """Every knob of jobfleet; ``Settings.from_env(os.environ)`` at each entry point, tests build their own."""
 
     redis_url: str = _var("REDIS_URL", _redis_url, "Redis for queues and job state", "")
+    local_redis_port: int = _var(
+        "JOBFLEET_LOCAL_REDIS_PORT",
+        _pos_int(1),
+        "Without REDIS_URL: the local port to use, or to start the embedded Redis on",
+        6379,
+    )
     redis_timeout_seconds: float = _var(
         "JOBFLEET_REDIS_TIMEOUT_SECONDS", _pos_float(0.05), "Socket/connect timeout for Redis calls", 2.0
     )
@@ -170,7 +176,7 @@ class Settings:
     @property
     def effective_redis_url(self) -> str:
         """The Redis URL to use (the default local one when REDIS_URL is unset)."""
-        return self.redis_url or "redis://127.0.0.1:6379/0"
+        return self.redis_url or f"redis://127.0.0.1:{self.local_redis_port}/0"
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:

@@ -59,13 +59,15 @@ class Supervisor:
         """REDIS_URL, else a local server on 6379, else an embedded one started now."""
         if self.settings.redis_url:
             return self.settings.redis_url
-        if port_open("127.0.0.1", 6379):
-            log.info("using the Redis already listening on 127.0.0.1:6379")
-            return "redis://127.0.0.1:6379/0"
+        port = self.settings.local_redis_port
+        url = f"redis://127.0.0.1:{port}/0"
+        if port_open("127.0.0.1", port):
+            log.info("using the Redis already listening", url=url)
+            return url
         data_dir = Path(self.settings.data_dir) / "redis"
-        self.redis_proc = start_redis(data_dir, 6379)
-        log.info("started embedded redis", port=6379, data_dir=str(data_dir), aof=True)
-        return "redis://127.0.0.1:6379/0"
+        self.redis_proc = start_redis(data_dir, port)
+        log.info("started embedded redis", url=url, data_dir=str(data_dir), aof=True)
+        return url
 
     def run(self) -> int:
         """Run until a signal; return the exit code."""
