@@ -272,7 +272,7 @@ def smtp_sink() -> Iterator[SmtpSink]:
     sink = SmtpSink(port=free_port())
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             sink.messages.append(envelope)
             return "250 OK"
 
