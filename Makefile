@@ -22,7 +22,7 @@ install: $(STAMP)  ## Create .venv and install jobfleet with its dev tools
 run: $(STAMP)  ## Start Redis (embedded if none), the API on :8000 and a worker fleet; Ctrl-C stops all
 	$(BIN)/jobfleet run
 
-api: $(STAMP)  ## Start only the API (gunicorn)
+api: $(STAMP)  ## Start only the API (granian)
 	$(BIN)/jobfleet api
 
 worker: $(STAMP)  ## Start only the worker fleet (dramatiq CLI)

@@ -1,4 +1,5 @@
-"""WSGI entry for gunicorn: ``gunicorn 'app.wsgi:create()'`` — settings from the environment at start."""
+"""WSGI entry for the server: ``granian --interface wsgi --factory app.wsgi:create`` (or gunicorn
+``'app.wsgi:create()'``) — settings from the environment at start."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from jobfleet.settings import Settings
 
 
 def create() -> Flask:
-    """Build the API from the environment (gunicorn calls this once per worker process)."""
+    """Build the API from the environment (the server calls this once per worker process)."""
     from app import create_app
 
     settings = Settings.from_env()

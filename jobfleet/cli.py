@@ -24,27 +24,29 @@ def _exec(argv: list[str]) -> int:
 
 
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
-    """Serve the API with gunicorn (gthread workers)."""
+    """Serve the API with granian (WSGI interface, blocking threads per worker process)."""
     return _exec(
         [
             sys.executable,
             "-m",
-            "gunicorn",
-            "--bind",
-            f"{settings.api_host}:{settings.api_port}",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--host",
+            settings.api_host,
+            "--port",
+            str(settings.api_port),
             "--workers",
             str(settings.api_workers),
-            "--threads",
+            "--blocking-threads",
             str(settings.api_threads),
-            "--worker-class",
-            "gthread",
-            "--graceful-timeout",
+            "--workers-kill-timeout",
             str(settings.shutdown_timeout_seconds),
-            "--timeout",
-            "30",
-            "--keep-alive",
-            "5",
-            "app.wsgi:create()",
+            "--no-ws",
+            "--log-level",
+            "warning",
+            "--factory",
+            "app.wsgi:create",
         ]
     )
 
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="jobfleet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("api", help="serve the API (gunicorn)").set_defaults(func=cmd_api)
+    sub.add_parser("api", help="serve the API (granian)").set_defaults(func=cmd_api)
     sub.add_parser("worker", help="run the worker fleet (dramatiq)").set_defaults(func=cmd_worker)
     sub.add_parser("run", help="run Redis, API and workers together").set_defaults(func=cmd_run)
     sub.add_parser("config", help="list settings and defaults").set_defaults(func=cmd_config)

@@ -97,7 +97,7 @@ class Settings:
     namespace: str = _var("JOBFLEET_NAMESPACE", _str, "Prefix of every Redis key jobfleet writes", "jobfleet")
     api_host: str = _var("JOBFLEET_API_HOST", _str, "API bind address", "127.0.0.1")
     api_port: int = _var("JOBFLEET_API_PORT", _pos_int(0), "API port", 8000)
-    api_workers: int = _var("JOBFLEET_API_WORKERS", _pos_int(), "API (gunicorn) worker processes", 2)
+    api_workers: int = _var("JOBFLEET_API_WORKERS", _pos_int(), "API (granian) worker processes", 2)
     api_threads: int = _var("JOBFLEET_API_THREADS", _pos_int(), "Threads per API worker process", 4)
     max_body_bytes: int = _var("JOBFLEET_MAX_BODY_BYTES", _pos_int(), "Largest accepted request body", 1 << 20)
     worker_processes: int = _var("JOBFLEET_WORKER_PROCESSES", _pos_int(), "Worker processes", 2)
