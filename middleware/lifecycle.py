@@ -41,6 +41,19 @@ class Attempt:
     context: JobContext | None = None
 
 
+@dataclass
+class Outcome:
+    """What happened to a delivery, left on the message proxy for the metrics and tracing middleware.
+
+    ``event`` is one of ``succeeded``, ``retried``, ``dead_lettered``, ``cancelled``, ``duplicate_skipped``;
+    ``attempt`` is None for skipped deliveries; ``exception`` is the attempt's error, if any.
+    """
+
+    event: str
+    attempt: Attempt | None = None
+    exception: BaseException | None = None
+
+
 def option(broker: dramatiq.Broker, message: Any, name: str, default: Any) -> Any:
     """Resolve an option: message options, then the actor's options, then ``default``."""
     if name in message.options:
@@ -64,14 +77,11 @@ class JobLifecycle(Middleware):
         policy: RetryPolicy,
         heartbeat_timeout_ms: int,
         max_interruptions: int,
-        outcome_hook: Any = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.max_interruptions = max_interruptions
-        # Called with (event, message, **details) so metrics can count outcomes without a second Redis call.
-        self.outcome_hook = outcome_hook or (lambda *_a, **_k: None)
 
     # --- before ---
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
@@ -129,7 +139,6 @@ class JobLifecycle(Middleware):
                 ctx,
             )
             set_current_job(ctx)
-            self.outcome_hook("started", message, attempt=message._jf_attempt)
             return
         if begin.verdict == "busy":
             raise LeaseHeld(f"job {job_id}: idempotency key is leased by live worker {begin.detail}")
@@ -137,7 +146,9 @@ class JobLifecycle(Middleware):
             self._dead_letter_poison(message, job_id, job_type, idem, token, member, int(begin.detail))
             raise SkipMessage(f"job {job_id} dead-lettered after {begin.detail} interrupted deliveries")
         if begin.verdict in {"duplicate", "finished"}:
-            self.outcome_hook("duplicate", message)
+            message._jf_outcome = Outcome("duplicate_skipped")
+        elif begin.verdict == "cancelled":
+            message._jf_outcome = Outcome("cancelled")
         log.info("delivery skipped", job_id=job_id, verdict=begin.verdict, state=begin.detail)
         raise SkipMessage(f"job {job_id}: {begin.verdict}")
 
@@ -162,13 +173,13 @@ class JobLifecycle(Middleware):
             if result is None and attempt.context is not None:
                 result = attempt.context.result
             self._finish(message, attempt, "succeeded", result=result)
-            self.outcome_hook("succeeded", message, attempt=attempt)
+            message._jf_outcome = Outcome("succeeded", attempt)
             return
 
         error = _error(exception)
         if isinstance(exception, JobCancelled):
             self._finish(message, attempt, "cancelled", error=error)
-            self.outcome_hook("cancelled", message, attempt=attempt, exception=exception)
+            message._jf_outcome = Outcome("cancelled", attempt, exception)
             return
         max_retries = option(broker, message, "max_retries", None)
         if self.policy.should_retry(exception, attempt.attempt, max_retries):
@@ -179,13 +190,13 @@ class JobLifecycle(Middleware):
             )
             next_at = time.time() + delay
             if self._finish(message, attempt, "retrying", error=error, next_retry_at=next_at):
-                self.outcome_hook("retried", message, attempt=attempt, exception=exception)
+                message._jf_outcome = Outcome("retried", attempt, exception)
                 self._redeliver_later(broker, message, int(delay * 1000), retries=message.options.get("retries", 0) + 1)
             return
         reason = "permanent" if classify(exception) == PERMANENT else "exhausted"
         letter = self._dead_letter(message, attempt, error, reason)
         if self._finish(message, attempt, "dead", error=error, dead_letter=letter):
-            self.outcome_hook("dead", message, attempt=attempt, exception=exception)
+            message._jf_outcome = Outcome("dead_lettered", attempt, exception)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         """Called when a delivery was skipped: nothing ran, nothing to record."""
@@ -251,7 +262,7 @@ class JobLifecycle(Middleware):
         attempt = Attempt(job_id, job_type, idem, token, 0, member, time.time(), None, None)
         letter = self._dead_letter(message, attempt, error, "crash_loop")
         if self._finish(message, attempt, "dead", error=error, dead_letter=letter):
-            self.outcome_hook("dead", message, attempt=attempt, exception=None)
+            message._jf_outcome = Outcome("dead_lettered", attempt)
 
 
 def _error(exc: BaseException) -> dict[str, Any]:

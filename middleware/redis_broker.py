@@ -1,14 +1,22 @@
-"""Dramatiq's Redis broker with the two gaps that lose work closed: a delivery whose outcome could not be
-recorded is requeued instead of acked, and crashed workers' messages are recovered on a timer."""
+"""Dramatiq's Redis broker with the gaps that lose or jam work closed: poison messages are dead-lettered by id
+instead of jamming their prefetch batch, a delivery whose outcome could not be recorded is requeued instead of
+acked, and crashed workers' messages are recovered on a timer rather than by chance."""
 
 from __future__ import annotations
 
+import time
+from importlib import resources
 from typing import Any
 
 import redis
+import structlog
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import current_millis, dq_name
+from dramatiq.common import compute_backoff, current_millis, dq_name
 from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
+
+log = structlog.get_logger(__name__)
 
 
 class JobfleetRedisBroker(RedisBroker):
@@ -19,6 +27,8 @@ class JobfleetRedisBroker(RedisBroker):
         kwargs.setdefault("maintenance_chance", 0)
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.jobfleet_store: Any = None
+        fetch = (resources.files("middleware") / "lua" / "fetch.lua").read_text()
+        self.fetch_script = self.client.register_script(fetch)
 
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
@@ -49,6 +59,17 @@ class JobfleetRedisBroker(RedisBroker):
 
 
 class _JobfleetConsumer(_RedisConsumer):
+    def __init__(self, broker: JobfleetRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+        ns = broker.namespace
+        self._keys = [
+            f"{ns}:{queue_name}",
+            f"{ns}:{queue_name}.msgs",
+            f"{ns}:__acks__.{broker.broker_id}.{queue_name}",
+            f"{ns}:__heartbeats__",
+        ]
+        self._pending: list[tuple[str, bytes]] = []
+
     def ack(self, message: Any) -> None:
         if not getattr(message, "_jf_requeue", False):
             super().ack(message)  # type: ignore[no-untyped-call]
@@ -60,3 +81,62 @@ class _JobfleetConsumer(_RedisConsumer):
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
         self.queued_message_ids.discard(message.message_id)
+
+    @property
+    def outstanding_message_count(self) -> int:
+        return len(self.queued_message_ids) + len(self._pending)
+
+    def __next__(self) -> MessageProxy | None:
+        try:
+            while True:
+                if self._pending:
+                    redis_id, data = self._pending.pop(0)
+                    message = self._decode(redis_id, data)
+                    if message is None:
+                        continue
+                    self.misses = 0
+                    self.queued_message_ids.add(message.message_id)
+                    return MessageProxy(message)
+                fetched: list[bytes] = []
+                if self.outstanding_message_count < self.prefetch:
+                    fetched = self.broker.fetch_script(
+                        keys=self._keys,
+                        args=[self.prefetch - self.outstanding_message_count, self.broker.broker_id, current_millis()],
+                    )
+                    self._pending = [(fetched[i].decode(), fetched[i + 1]) for i in range(0, len(fetched), 2)]
+                if not fetched:
+                    # Nothing to do: long-poll progressively up to the idle timeout, like the stock consumer.
+                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                    time.sleep(backoff_ms / 1000)
+                    return None
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+
+    def _decode(self, redis_id: str, data: bytes) -> Message[Any] | None:
+        reason = ""
+        message: Message[Any] | None = None
+        if not data:
+            reason = "message body missing from Redis"
+        else:
+            try:
+                message = Message.decode(data)
+                if not isinstance(message.options, dict) or "redis_message_id" not in message.options:
+                    reason = "message has no redis_message_id option"
+                elif message.actor_name not in self.broker.actors:
+                    reason = f"no actor named {message.actor_name!r} in this worker"
+            except Exception as exc:  # any decoding failure makes the message poison, whatever raised it
+                reason = f"undecodable message: {type(exc).__name__}: {exc}"
+        if not reason:
+            return message
+        log.error("poison message dead-lettered", queue=self.queue_name, redis_message_id=redis_id, reason=reason)
+        store = self.broker.jobfleet_store
+        if store is not None:
+            store.dead_letter_poison(
+                queue_name=self.queue_name.removesuffix(".DQ"),
+                redis_message_id=redis_id,
+                raw=data,
+                reason=reason,
+                message=message,
+            )
+        self.broker.do_ack(self.queue_name, redis_id)
+        return None
