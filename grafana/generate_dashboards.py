@@ -135,7 +135,7 @@ def final_failure_ratio(by: str) -> str:
     """dead / (succeeded + dead) over final outcomes; 0 (not missing) for actors that never dead-lettered."""
     dead = f"sum by ({by}) ({rate('jobfleet_jobs_dead_lettered_total', QA)})"
     succeeded = f"sum by ({by}) ({rate('jobfleet_jobs_succeeded_total', QA)})"
-    return f"({dead} or 0 * {succeeded}) / ({succeeded} + {dead} or {succeeded})"
+    return f"({dead} or 0 * {succeeded}) / ({succeeded} + {dead} or {succeeded} or {dead})"
 
 
 def quantiles(metric: str, by: str, selector: str) -> list[tuple[str, str]]:
