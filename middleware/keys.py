@@ -56,6 +56,10 @@ class Keys:
         """Sorted set: dead-lettered job ids by dead-letter time (ms)."""
         return f"{self.ns}:dlq"
 
+    def dlq_queue_index(self, queue_name: str) -> str:
+        """Sorted set: the dead letters of one queue by dead-letter time (ms), for cheap per-queue metrics."""
+        return f"{self.ns}:dlq:queue:{queue_name}"
+
     def dlq_entry(self, job_id: str) -> str:
         """Hash: one dead letter (payload, final error and traceback, attempts, trace id...)."""
         return f"{self.ns}:dlq:{job_id}"

@@ -213,6 +213,7 @@ class JobLifecycle(Middleware):
                     token=attempt.token,
                     outcome=outcome,
                     running_member=attempt.running_member,
+                    queue_name=message.queue_name.removesuffix(".DQ"),
                     **details,
                 ),
                 attempts=6,

@@ -240,6 +240,7 @@ class JobStore:
         token: str,
         outcome: str,
         running_member: str,
+        queue_name: str,
         result: Any = None,
         error: dict[str, Any] | None = None,
         next_retry_at: float | None = None,
@@ -255,6 +256,7 @@ class JobStore:
                 self.keys.running(),
                 self.keys.dlq_index(),
                 self.keys.dlq_entry(job_id),
+                self.keys.dlq_queue_index(queue_name),
             ],
             [
                 int(time.time() * 1000),
@@ -272,6 +274,51 @@ class JobStore:
                 token,
             ],
         )
+
+    def dead_letter_poison(
+        self, *, queue_name: str, redis_message_id: str, raw: bytes, reason: str, message: Any = None
+    ) -> str:
+        """Dead-letter a message no actor can run; return the dead letter's id."""
+        job_id = getattr(message, "message_id", None)
+        entry_id = job_id if isinstance(job_id, str) and job_id else f"poison-{redis_message_id}"
+        error = {"type": "PoisonMessage", "message": reason, "traceback": ""}
+        now = time.time()
+        entry = {
+            "job_id": entry_id,
+            "type": (getattr(message, "options", None) or {}).get("job_type", "unknown"),
+            "queue": queue_name,
+            "actor": getattr(message, "actor_name", None),
+            "payload": getattr(message, "kwargs", None),
+            "idempotency_key": (getattr(message, "options", None) or {}).get("idempotency_key"),
+            "reason": "poison",
+            "error": error,
+            "raw": raw[:65536].decode("utf-8", errors="replace"),
+            "attempts": 0,
+            "first_failure_at": round(now, 3),
+            "last_failure_at": round(now, 3),
+            "dead_lettered_at": round(now, 3),
+            "history": [],
+            "message": None,
+        }
+        self._run(
+            "poison",
+            [
+                self.keys.dlq_entry(entry_id),
+                self.keys.dlq_index(),
+                self.keys.dlq_queue_index(queue_name),
+                self.keys.job(entry_id),
+                self.keys.job_events(entry_id),
+            ],
+            [
+                json.dumps(entry),
+                self.dlq_ttl,
+                int(now * 1000),
+                entry_id,
+                json.dumps({"type": error["type"], "message": reason}),
+                EVENTS_MAX,
+            ],
+        )
+        return entry_id
 
     def progress(self, job_id: str, percent: int, message: str) -> bool:
         """Record progress; return True when the job was asked to cancel."""

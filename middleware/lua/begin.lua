@@ -58,7 +58,8 @@ redis.call("HSET", KEYS[3], "state", "running", "token", ARGV[3], "worker", ARGV
   "lease_until", now + tonumber(ARGV[5]), "job_id", ARGV[10])
 redis.call("EXPIRE", KEYS[3], ARGV[9])
 local attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
-hist[#hist + 1] = {attempt = attempts, started_at = tonumber(nows)}
+hist[#hist + 1] = {attempt = attempts, started_at = tonumber(nows),
+  replay = tonumber(redis.call("HGET", KEYS[1], "replays") or "0")}
 redis.call("HSET", KEYS[1], "state", "running", "started_at", nows, "history", cjson.encode(hist))
 redis.call("EXPIRE", KEYS[1], ARGV[2])
 redis.call("ZADD", KEYS[5], now, ARGV[11])

@@ -1,5 +1,5 @@
 -- Finish an attempt: status, attempt history, ledger commit/release, dead letter, event. One round trip.
--- KEYS: 1 job hash, 2 job events, 3 ledger hash, 4 running zset, 5 dlq index, 6 dlq entry
+-- KEYS: 1 job hash, 2 job events, 3 ledger hash, 4 running zset, 5 dlq index, 6 dlq entry, 7 dlq queue index
 -- ARGV: 1 now ms, 2 outcome (succeeded|retrying|dead|cancelled), 3 job ttl s, 4 ledger ttl s, 5 result json,
 --       6 error json or "", 7 next retry at s or "", 8 dead letter json or "", 9 dlq ttl s, 10 events max length,
 --       11 running member, 12 job id, 13 delivery token
@@ -61,12 +61,17 @@ else
     entry.history = hist
     redis.call("SET", KEYS[6], cjson.encode(entry), "EX", ARGV[9])
     redis.call("ZADD", KEYS[5], now, ARGV[12])
+    redis.call("ZADD", KEYS[7], now, ARGV[12])
   end
 end
-redis.call("EXPIRE", KEYS[1], ARGV[3])
+local ttl = ARGV[3]
+if outcome == "dead" and tonumber(ARGV[9]) > tonumber(ttl) then
+  ttl = ARGV[9]  -- the status of a dead job stays readable as long as its dead letter
+end
+redis.call("EXPIRE", KEYS[1], ttl)
 if #hist > 0 then
   data.attempt = #hist
 end
 redis.call("XADD", KEYS[2], "MAXLEN", ARGV[10], "*", "event", outcome, "at", nows, "data", cjson.encode(data))
-redis.call("EXPIRE", KEYS[2], ARGV[3])
+redis.call("EXPIRE", KEYS[2], ttl)
 return outcome
