@@ -8,7 +8,7 @@ from jobfleet.redis_client import make_client
 from jobfleet.settings import Settings
 from workers.broker import build_store
 
-from . import health, jobs, openapi, problems
+from . import dlq, health, jobs, openapi, problems
 from .services import Services
 
 
@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["jobfleet"] = Services(settings=settings, client=client, store=build_store(settings, client))
     problems.init_app(app)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(dlq.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     return app

@@ -29,12 +29,32 @@ def caller() -> str:
     return "anonymous"
 
 
+def validation_problem(what: str, exc: pydantic.ValidationError) -> Problem:
+    """A 422 problem listing every invalid field of ``what``."""
+    errors = [
+        {
+            "field": ".".join(str(p) for p in err["loc"]) or "(body)",
+            "message": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    return Problem(
+        422,
+        "validation-failed",
+        "Unprocessable Content",
+        f"the {what} has {len(errors)} invalid field(s): " + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+        errors=errors,
+    )
+
+
 def _check_job_id(job_id: str) -> None:
     if not _JOB_ID.match(job_id):
         raise Problem(404, "job-not-found", "Not Found", f"no job {job_id!r}: job ids are 32 hex characters")
 
 
-def _read_json_object() -> Any:
+def read_json_object() -> Any:
+    """The request body as JSON, or a 415/400/413 problem."""
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         raise Problem(
             415,
@@ -106,27 +126,12 @@ def enqueue(job_type: str) -> tuple[Response, int]:
             "Bad Request",
             "Idempotency-Key must be 1-255 printable ASCII characters (a UUID is a good choice)",
         )
-    body = _read_json_object()
+    body = read_json_object()
     delay = _delay_seconds(services().settings.max_delay_seconds)
     try:
         payload = spec.payload.model_validate(body)
     except pydantic.ValidationError as exc:
-        errors = [
-            {
-                "field": ".".join(str(p) for p in err["loc"]) or "(body)",
-                "message": err["msg"],
-                "type": err["type"],
-            }
-            for err in exc.errors(include_url=False, include_input=False)
-        ]
-        raise Problem(
-            422,
-            "validation-failed",
-            "Unprocessable Content",
-            f"the {job_type} payload has {len(errors)} invalid field(s): "
-            + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
-            errors=errors,
-        ) from None
+        raise validation_problem(f"{job_type} payload", exc) from None
     svc = services()
     submitted = submit(
         svc.store,

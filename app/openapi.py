@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
 import jobfleet
+from app.dlq import BulkReplayRequest
 from app.schemas import Health, JobAccepted, JobEvents, JobStatus, ProblemDetails
 from workers.registry import JOB_TYPES
 
@@ -130,6 +131,102 @@ def build_document() -> dict[str, Any]:
             "responses": {
                 "200": _json("JobEvents", "Events, oldest first"),
                 "404": _problem("Unknown job"),
+                "503": _problem("Redis unavailable"),
+            },
+        }
+    }
+    _collect(schemas, BulkReplayRequest)
+    dl_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    any_json = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+    filters = [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        for name in ("type", "queue", "exception", "reason")
+    ]
+    paths["/v1/dlq"] = {
+        "get": {
+            "operationId": "list_dead_letters",
+            "summary": "Dead letters, newest first",
+            "parameters": [
+                *filters,
+                {"name": "cursor", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                },
+            ],
+            "responses": {"200": any_json, "422": _problem("Bad filter"), "503": _problem("Redis unavailable")},
+        }
+    }
+    paths["/v1/dlq/{job_id}"] = {
+        "get": {
+            "operationId": "get_dead_letter",
+            "summary": "One dead letter in full",
+            "parameters": [dl_id],
+            "responses": {
+                "200": any_json,
+                "404": _problem("No such dead letter"),
+                "503": _problem("Redis unavailable"),
+            },
+        },
+        "delete": {
+            "operationId": "purge_dead_letter",
+            "summary": "Purge a dead letter (the job becomes failed)",
+            "parameters": [dl_id],
+            "responses": {
+                "204": {"description": "Purged"},
+                "404": _problem("No such dead letter"),
+                "503": _problem("Redis unavailable"),
+            },
+        },
+    }
+    paths["/v1/dlq/{job_id}/replay"] = {
+        "post": {
+            "operationId": "replay_dead_letter",
+            "summary": "Replay one dead letter with fresh attempts",
+            "parameters": [dl_id],
+            "responses": {
+                "202": any_json,
+                "404": _problem("No such dead letter"),
+                "409": _problem("Poison message: cannot be replayed"),
+                "503": _problem("Redis unavailable"),
+            },
+        }
+    }
+    paths["/v1/dlq/replay"] = {
+        "post": {
+            "operationId": "bulk_replay_dead_letters",
+            "summary": "Replay dead letters matching a filter (bounded, throttled, dry run)",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": _REF.format(model="BulkReplayRequest")}}},
+            },
+            "responses": {
+                "200": any_json,
+                "400": _problem("Malformed JSON"),
+                "415": _problem("Not JSON"),
+                "422": _problem("Bad request"),
+                "503": _problem("Redis unavailable"),
+            },
+        }
+    }
+    paths["/v1/audit"] = {
+        "get": {
+            "operationId": "audit_log",
+            "summary": "Operator actions, newest first",
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+                {"name": "before", "in": "query", "required": False, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": any_json,
+                "400": _problem("Bad limit or cursor"),
                 "503": _problem("Redis unavailable"),
             },
         }
