@@ -58,6 +58,11 @@ class DeadLetters:
         self.client = store.client
         self.keys = store.keys
 
+    def _ids(self, position: int, *, ascending: bool) -> list[str]:
+        read = self.client.zrange if ascending else self.client.zrevrange
+        members = cast(list[bytes], read(self.keys.dlq_index(), position, position + _SCAN_CHUNK - 1))
+        return [m.decode() for m in members]
+
     def _entries(self, ids: list[str]) -> list[tuple[str, dict[str, Any] | None]]:
         if not ids:
             return []
@@ -87,10 +92,7 @@ class DeadLetters:
         scanned = 0
         while len(items) < limit and scanned < _SCAN_LIMIT:
             with redis_errors("list dead letters"):
-                ids = [
-                    m.decode()
-                    for m in self.client.zrevrange(self.keys.dlq_index(), position, position + _SCAN_CHUNK - 1)
-                ]
+                ids = self._ids(position, ascending=False)
             if not ids:
                 return items, None
             expired = []
@@ -205,9 +207,7 @@ class DeadLetters:
         position = 0
         while len(candidates) < limit:
             with redis_errors("list dead letters"):
-                ids = [
-                    m.decode() for m in self.client.zrange(self.keys.dlq_index(), position, position + _SCAN_CHUNK - 1)
-                ]
+                ids = self._ids(position, ascending=True)
             if not ids:
                 break
             position += len(ids)
