@@ -11,8 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from jobfleet import dlq_cli
 from jobfleet.settings import Settings
-from middleware.errors import ConfigError, JobNotFound, StoreUnavailable
+from middleware.errors import ConfigError, InvalidTransition, JobNotFound, StoreUnavailable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run the worker fleet (dramatiq)").set_defaults(func=cmd_worker)
     sub.add_parser("run", help="run Redis, API and workers together").set_defaults(func=cmd_run)
     sub.add_parser("config", help="list settings and defaults").set_defaults(func=cmd_config)
+    dlq_cli.register(sub)
     jobs = sub.add_parser("jobs", help="inspect jobs").add_subparsers(dest="jobs_command", required=True)
     show = jobs.add_parser("show", help="show one job")
     show.add_argument("job_id")
@@ -120,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"jobfleet: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except InvalidTransition as exc:
+        print(f"jobfleet: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except JobNotFound as exc:
         print(f"jobfleet: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
