@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from jobfleet.settings import Settings
 
@@ -16,4 +18,7 @@ def make_client(settings: Settings, *, timeout: float | None = None) -> redis.Re
         socket_connect_timeout=seconds,
         health_check_interval=15,
         retry_on_timeout=False,
+        # redis-py's default retries with backoff up to 10 s would stretch an outage into hanging requests;
+        # one quick retry absorbs a dropped connection, callers decide the rest.
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
     )

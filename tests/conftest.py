@@ -216,6 +216,10 @@ class Receiver:
     requests: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     delay: float = 0.0
+    # Optional: decide the status from the request (body, headers) instead of ``statuses``.
+    responder: Callable[[dict[str, Any]], int] | None = None
+    # Set while a request is being handled (lets fault tests kill a worker mid-delivery).
+    in_flight: threading.Event = field(default_factory=threading.Event)
 
     def by_key(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -233,13 +237,16 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
+            request = {"path": self.path, "headers": dict(self.headers), "body": json.loads(body or b"null")}
+            state.in_flight.set()
             if state.delay:
                 time.sleep(state.delay)
             with lock:
-                state.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "body": json.loads(body or b"null")}
-                )
-                status = state.statuses.pop(0) if state.statuses else 200
+                state.requests.append(request)
+                if state.responder is not None:
+                    status = state.responder(request)
+                else:
+                    status = state.statuses.pop(0) if state.statuses else 200
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
