@@ -100,7 +100,7 @@ def test_the_idempotency_window_is_configurable(settings: Settings, redis_client
 
 def duplicate_message(client: redis.Redis, queue: str, job_id: str) -> None:
     """Deliver the job's message a second time at broker level (what a lost ack or a replica failover does)."""
-    for redis_id, data in client.hgetall(KEYS.queue_messages(queue)).items():
+    for data in client.hgetall(KEYS.queue_messages(queue)).values():
         message = json.loads(data)
         if message["message_id"] == job_id:
             message["options"]["redis_message_id"] = copy_id = uuid.uuid4().hex
