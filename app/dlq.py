@@ -17,7 +17,7 @@ from middleware.dlq import MAX_BULK, DeadLetters, Filter, summary
 
 bp = Blueprint("dlq", __name__, url_prefix="/v1")
 
-_DEAD_LETTER_ID = re.compile(r"^([0-9a-f]{32}|poison-[0-9a-f-]{32,36})$")
+_DEAD_LETTER_ID = re.compile(r"^([0-9a-f]{32}|poison-[\w.-]{1,64})$")
 
 
 class DlqFilter(BaseModel):

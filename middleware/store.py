@@ -28,7 +28,10 @@ _INT_FIELDS = ("progress", "attempts", "replays")
 
 def _load_scripts() -> dict[str, str]:
     folder = resources.files("middleware") / "lua"
-    return {name: (folder / f"{name}.lua").read_text() for name in ("submit", "begin", "finish", "progress", "cancel")}
+    return {
+        name: (folder / f"{name}.lua").read_text()
+        for name in ("submit", "begin", "finish", "progress", "cancel", "replay", "purge", "poison")
+    }
 
 
 @contextmanager
