@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from flask import Flask
+from opentelemetry.trace import TracerProvider
 
 from jobfleet.redis_client import make_client
 from jobfleet.settings import Settings
 from workers.broker import build_store
 
-from . import dlq, health, jobs, openapi, problems
+from . import dlq, health, jobs, metrics, openapi, problems, telemetry
 from .services import Services
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the API for ``settings`` (default: from the environment)."""
+def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None) -> Flask:
+    """Build the API for ``settings`` (default: from the environment); traces go to ``tracer_provider``
+    (default: the process's global one, installed by the entry point)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -21,6 +23,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     client = make_client(settings)
     app.extensions["jobfleet"] = Services(settings=settings, client=client, store=build_store(settings, client))
     problems.init_app(app)
+    metrics.init_app(app, multiprocess_dir=settings.prometheus_multiproc_dir)
+    telemetry.init_app(app, tracer_provider=tracer_provider)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(dlq.bp)
     app.register_blueprint(health.bp)

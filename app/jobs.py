@@ -16,6 +16,7 @@ from app.enqueue import submit
 from app.problems import Problem
 from app.schemas import JobAccepted, JobEvent, JobEvents, JobStatus, iso
 from app.services import services
+from app.telemetry import current_trace_context
 from workers.registry import JOB_TYPES
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -141,6 +142,7 @@ def enqueue(job_type: str) -> tuple[Response, int]:
         idempotency_key=key,
         idempotency_ttl=svc.settings.idempotency_window_seconds,
         delay_seconds=delay,
+        trace_context=current_trace_context(),
     )
     status_url = f"/v1/jobs/{submitted.job_id}"
     body_out = JobAccepted(

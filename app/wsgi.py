@@ -11,8 +11,12 @@ from jobfleet.settings import Settings
 
 def create() -> Flask:
     """Build the API from the environment (the server calls this once per worker process)."""
+    import os
+
     from app import create_app
+    from jobfleet.telemetry import configure_tracing
 
     settings = Settings.from_env()
     configure_logging(settings.log_level, component="api")
+    configure_tracing("jobfleet-api", os.environ)
     return create_app(settings)

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from jobfleet import dlq_cli
 from jobfleet.settings import Settings
@@ -24,8 +25,18 @@ def _exec(argv: list[str]) -> int:
     return EXIT_FAILED  # pragma: no cover
 
 
+def _multiprocess_metrics(settings: Settings, component: str) -> None:
+    # prometheus_client picks multiprocess mode when it is imported, so the variable must be in the environment
+    # of every process of the component before it starts; a fresh dir per start (stale files would add up).
+    from jobfleet.telemetry import MULTIPROC_ENV, fresh_multiprocess_dir
+
+    folder = fresh_multiprocess_dir(Path(settings.data_dir).resolve() / "prometheus" / component)
+    os.environ[MULTIPROC_ENV] = str(folder)
+
+
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     """Serve the API with granian (WSGI interface, blocking threads per worker process)."""
+    _multiprocess_metrics(settings, "api")
     return _exec(
         [
             sys.executable,
@@ -54,6 +65,7 @@ def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
     """Run the worker fleet with the Dramatiq CLI (broker and actors from workers.boot:setup)."""
+    _multiprocess_metrics(settings, "worker")
     return _exec(
         [
             sys.executable,
@@ -68,6 +80,16 @@ def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
             str(settings.shutdown_timeout_seconds * 1000),
         ]
     )
+
+
+def cmd_exporter(settings: Settings, _args: argparse.Namespace) -> int:
+    """Serve the queue exporter's /metrics (reads Redis at scrape time)."""
+    from jobfleet.exporter import serve
+    from jobfleet.logging import configure_logging
+
+    configure_logging(settings.log_level, component="exporter")
+    serve(settings)
+    return EXIT_OK
 
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
@@ -102,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("api", help="serve the API (granian)").set_defaults(func=cmd_api)
     sub.add_parser("worker", help="run the worker fleet (dramatiq)").set_defaults(func=cmd_worker)
+    sub.add_parser("exporter", help="serve the queue exporter's /metrics").set_defaults(func=cmd_exporter)
     sub.add_parser("run", help="run Redis, API and workers together").set_defaults(func=cmd_run)
     sub.add_parser("config", help="list settings and defaults").set_defaults(func=cmd_config)
     dlq_cli.register(sub)

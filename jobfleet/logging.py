@@ -12,15 +12,37 @@ import structlog
 
 _SECRET_KEYS = re.compile(r"(authorization|password|secret|token|api[_-]?key|cookie)", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)([^/@\s:]*):([^/@\s]*)@", re.IGNORECASE)
+_URL_USER_ONLY = re.compile(r"([a-z][a-z0-9+.-]*://)[^/@\s:]+@", re.IGNORECASE)
+# Secrets inside rendered text: "'Authorization': 'Bearer x'", "password=x", "token: x" (Dramatiq logs a
+# message's kwargs, webhook headers included), and bare "Bearer x" / "Basic x" credentials.
+_INLINE_SECRET = re.compile(
+    r"((?:authorization|password|passwd|secret|token|api[_-]?key|cookie)['\"]?\s*[:=]\s*['\"]?)"
+    r"(?:(?:bearer|basic)\s+)?[^'\",\s})&]+",
+    re.IGNORECASE,
+)
+_CREDENTIALS = re.compile(r"\b(bearer|basic)\s+[a-z0-9._~+/=-]+", re.IGNORECASE)
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with secret-looking keys, URL passwords and inline credentials masked, recursively."""
+    if isinstance(value, str):
+        if "@" in value:
+            value = _URL_USER_ONLY.sub(r"\1***@", _URL_USERINFO.sub(r"\1\2:***@", value))
+        return _CREDENTIALS.sub(r"\1 ***", _INLINE_SECRET.sub(r"\1***", value))
+    if isinstance(value, dict):
+        return {k: "***" if isinstance(k, str) and _SECRET_KEYS.search(k) else scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
 
 
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: mask secret-looking keys and passwords inside URLs."""
+    """structlog processor: mask secret-looking keys and credentials in values (nested ones and text too)."""
     for key, value in list(event.items()):
         if _SECRET_KEYS.search(key):
             event[key] = "***"
-        elif isinstance(value, str) and "@" in value:
-            event[key] = _URL_USERINFO.sub(r"\1\2:***@", value)
+        elif isinstance(value, str | dict | list | tuple):
+            event[key] = scrub(value)
     return event
 
 
@@ -30,10 +52,12 @@ def configure_logging(level: str = "INFO", *, component: str) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Tracebacks are rendered before redaction: exception messages can hold URLs and headers too.
+        structlog.processors.format_exc_info,
         redact,
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        processors=[*shared, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,

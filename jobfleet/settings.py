@@ -104,6 +104,15 @@ class Settings:
     worker_threads: int = _var("JOBFLEET_WORKER_THREADS", _pos_int(), "Threads per worker process", 8)
     worker_metrics_port: int = _var("JOBFLEET_WORKER_METRICS_PORT", _pos_int(0), "Port of the workers' /metrics", 9191)
     exporter_port: int = _var("JOBFLEET_EXPORTER_PORT", _pos_int(0), "Port of the queue exporter", 9180)
+    metrics_host: str = _var(
+        "JOBFLEET_METRICS_HOST", _str, "Bind address of the workers' /metrics and of the queue exporter", "127.0.0.1"
+    )
+    prometheus_multiproc_dir: str = _var(
+        "PROMETHEUS_MULTIPROC_DIR",
+        _str,
+        "Set by `jobfleet api`/`worker` to a fresh dir under JOBFLEET_DATA_DIR: per-process metric files",
+        "",
+    )
     shutdown_timeout_seconds: int = _var(
         "JOBFLEET_SHUTDOWN_TIMEOUT_SECONDS", _pos_int(), "How long SIGTERM waits for in-flight jobs", 30
     )

@@ -6,6 +6,8 @@ import contextvars
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace
+
 from middleware.errors import JobCancelled
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ def report_progress(percent: int, message: str = "") -> None:
     if ctx is None:
         return
     percent = max(0, min(100, int(percent)))
+    # A span event on the delivery's CONSUMER span (a no-op call when tracing records nothing).
+    trace.get_current_span().add_event("progress", {"jobfleet.progress": percent, "jobfleet.message": message})
     if ctx.store.progress(ctx.job_id, percent, message):
         ctx.cancel_requested = True
         raise JobCancelled(f"job {ctx.job_id} was cancelled by an operator at {percent}% ({message})")

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import dramatiq
 from dramatiq.middleware import TimeLimit
+from opentelemetry.trace import TracerProvider
 
 from jobfleet.redis_client import make_client
 from jobfleet.settings import Settings
+from jobfleet.telemetry import serve_worker_metrics
+from middleware.attempt_started import AttemptStarted
 from middleware.keys import Keys
 from middleware.lifecycle import JobLifecycle
+from middleware.metrics import WorkerMetrics
 from middleware.recovery import RecoveryMiddleware
 from middleware.redis_broker import JobfleetRedisBroker
 from middleware.retry_policy import RetryPolicy
 from middleware.store import JobStore
+from middleware.tracing import Tracing
 
 
 def build_store(settings: Settings, client: object | None = None) -> JobStore:
@@ -26,14 +31,20 @@ def build_store(settings: Settings, client: object | None = None) -> JobStore:
     )
 
 
-def build_broker(settings: Settings) -> JobfleetRedisBroker:
-    """A Redis broker with jobfleet's middleware chain, in order (``before_*`` hooks run top to bottom)."""
+def build_broker(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> JobfleetRedisBroker:
+    """A Redis broker with jobfleet's middleware chain, in order (``before_*`` hooks run top to bottom,
+    ``after_*`` bottom to top). ``tracer_provider`` defaults to the process's global one."""
     # Workers poll Redis; a generous socket timeout avoids false outages under load but stays bounded.
     client = make_client(settings, timeout=max(settings.redis_timeout_seconds, 5.0))
     store = build_store(settings, client)
     heartbeat_ms = int(settings.heartbeat_timeout_seconds * 1000)
+    tracing = Tracing(tracer_provider=tracer_provider)
+    metrics = WorkerMetrics(multiprocess_dir=settings.prometheus_multiproc_dir, exposition=serve_worker_metrics)
     middleware = [
         RecoveryMiddleware(interval_seconds=max(1.0, settings.heartbeat_timeout_seconds / 3)),
+        # Tracing and metrics wrap JobLifecycle: their after_* hooks run after it and read its Outcome.
+        tracing,
+        metrics,
         JobLifecycle(
             store=store,
             policy=RetryPolicy(
@@ -44,6 +55,7 @@ def build_broker(settings: Settings) -> JobfleetRedisBroker:
             heartbeat_timeout_ms=heartbeat_ms,
             max_interruptions=settings.max_crash_redeliveries,
         ),
+        AttemptStarted(metrics.attempt_started, tracing.attempt_started),
         TimeLimit(),
     ]
     broker = JobfleetRedisBroker(
@@ -57,11 +69,11 @@ def build_broker(settings: Settings) -> JobfleetRedisBroker:
     return broker
 
 
-def install(settings: Settings) -> JobfleetRedisBroker:
+def install(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> JobfleetRedisBroker:
     """Build the broker, make it Dramatiq's global broker and declare the actors on it."""
     from workers.actors import declare_actors
 
-    broker = build_broker(settings)
+    broker = build_broker(settings, tracer_provider=tracer_provider)
     dramatiq.set_broker(broker)
     declare_actors(broker, settings)
     return broker

@@ -1,0 +1,250 @@
+"""The queue exporter (``jobfleet exporter``): reads queues, dead letters, running jobs and worker heartbeats from
+Redis at scrape time, in two pipelined round trips whose size grows with queues times live workers, never with the
+number of messages. When Redis cannot be read, the scrape still answers: ``jobfleet_exporter_redis_up 0`` and
+the error counted, the Redis-derived gauges absent."""
+
+from __future__ import annotations
+
+import json
+import platform
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import redis
+import structlog
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from jobfleet.settings import Settings
+from middleware.keys import Keys
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """One queue and the actors (with their time limits, in seconds) that consume it."""
+
+    name: str
+    actors: dict[str, float]
+
+
+@dataclass
+class Snapshot:
+    """What one scrape read from Redis."""
+
+    depth: dict[str, int]
+    delayed: dict[str, int]
+    in_flight: dict[str, int]
+    oldest_age: dict[str, float]
+    dlq_depth: dict[str, int]
+    dlq_oldest_age: dict[str, float]
+    running_longest: dict[tuple[str, str], float]
+    workers_live: int
+
+
+def _message_ready_at(raw: bytes | None) -> float | None:
+    """When an encoded Dramatiq message became ready (epoch seconds): options.ready_at, else its timestamp."""
+    if not raw:
+        return None
+    try:
+        message = json.loads(raw)
+        ready = message.get("options", {}).get("ready_at")
+        return float(ready) if ready else float(message["message_timestamp"]) / 1000
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+class QueueCollector(Collector):
+    """A custom collector: every ``collect()`` (one per scrape) reads Redis afresh."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        queues: Iterable[QueueSpec],
+        *,
+        dlq_retention_seconds: float,
+        heartbeat_timeout_seconds: float,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.queues = list(queues)
+        self.dlq_retention_seconds = dlq_retention_seconds
+        self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
+        self.scrape_errors = 0
+        self._lock = threading.Lock()
+        try:
+            self.version = metadata.version("jobfleet")
+        except metadata.PackageNotFoundError:
+            self.version = "unknown"
+
+    def read(self, now: float) -> Snapshot:
+        """Read the current state from Redis (raise redis.RedisError when it cannot)."""
+        k, names = self.keys, [q.name for q in self.queues]
+        dlq_since = (now - self.dlq_retention_seconds) * 1000
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrange(k.heartbeats(), 0, -1, withscores=True)
+        pipe.zrange(k.running(), 0, -1, withscores=True)
+        for name in names:
+            pipe.llen(k.queue(name))
+            pipe.hlen(k.queue_messages(f"{name}.DQ"))
+            pipe.lindex(k.queue(name), 0)
+            pipe.zcount(k.dlq_queue_index(name), dlq_since, "+inf")
+            pipe.zrangebyscore(k.dlq_queue_index(name), dlq_since, "+inf", start=0, num=1, withscores=True)
+        first: list[Any] = pipe.execute()
+        heartbeats: list[tuple[bytes, float]] = first[0]
+        running: list[tuple[bytes, float]] = first[1]
+        per_queue = {name: first[2 + 5 * i : 7 + 5 * i] for i, name in enumerate(names)}
+
+        # Second round trip: the oldest ready message of each queue, and every worker's unacked set per queue.
+        workers = [member.decode() for member, _ in heartbeats]
+        pipe = self.client.pipeline(transaction=False)
+        heads = [(name, values[2]) for name, values in per_queue.items() if values[2]]
+        for name, message_id in heads:
+            pipe.hget(k.queue_messages(name), message_id)
+        for worker in workers:
+            for name in names:
+                pipe.scard(f"{k.acks_prefix()}{worker}.{name}")
+        second: list[Any] = pipe.execute() if heads or workers else []
+
+        oldest_age = dict.fromkeys(names, 0.0)
+        for (name, _), raw in zip(heads, second, strict=False):
+            ready_at = _message_ready_at(raw)
+            if ready_at is not None:
+                oldest_age[name] = max(0.0, now - ready_at)
+        in_flight = dict.fromkeys(names, 0)
+        acks = second[len(heads) :]
+        for w in range(len(workers)):
+            for i, name in enumerate(names):
+                in_flight[name] += int(acks[w * len(names) + i])
+
+        longest: dict[tuple[str, str], float] = {}
+        for member, started_ms in running:
+            queue, _, rest = member.decode().partition("|")
+            actor = rest.partition("|")[0]
+            age = max(0.0, now - started_ms / 1000)
+            longest[(queue, actor)] = max(age, longest.get((queue, actor), 0.0))
+
+        fresh_since = (now - self.heartbeat_timeout_seconds) * 1000
+        return Snapshot(
+            depth={n: int(v[0]) for n, v in per_queue.items()},
+            delayed={n: int(v[1]) for n, v in per_queue.items()},
+            in_flight=in_flight,
+            oldest_age=oldest_age,
+            dlq_depth={n: int(v[3]) for n, v in per_queue.items()},
+            dlq_oldest_age={n: max(0.0, now - v[4][0][1] / 1000) if v[4] else 0.0 for n, v in per_queue.items()},
+            running_longest=longest,
+            workers_live=sum(1 for _, score in heartbeats if score >= fresh_since),
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        """Called by each scrape: read Redis and yield every exporter metric."""
+        started = time.perf_counter()
+        snapshot: Snapshot | None = None
+        try:
+            snapshot = self.read(time.time())
+        except (redis.RedisError, OSError) as exc:
+            with self._lock:
+                self.scrape_errors += 1
+            log.warning("exporter could not read redis", error=f"{type(exc).__name__}: {exc}")
+        duration = time.perf_counter() - started
+
+        info = GaugeMetricFamily("jobfleet_build_info", "Always 1", labels=["version", "python"])
+        info.add_metric([self.version, platform.python_version()], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "jobfleet_exporter_scrape_duration_seconds", "Time the last scrape spent reading Redis", value=duration
+        )
+        yield CounterMetricFamily(
+            "jobfleet_exporter_scrape_errors", "Scrapes that failed to read Redis", value=self.scrape_errors
+        )
+        yield GaugeMetricFamily(
+            "jobfleet_exporter_redis_up", "1 when the last scrape reached Redis", value=1 if snapshot else 0
+        )
+        yield GaugeMetricFamily(
+            "jobfleet_dlq_retention_seconds",
+            "How long dead letters are kept before expiry",
+            value=self.dlq_retention_seconds,
+        )
+        limits = GaugeMetricFamily(
+            "jobfleet_job_time_limit_seconds", "The actor's time limit", labels=["queue", "actor"]
+        )
+        for q in self.queues:
+            for actor, seconds in q.actors.items():
+                limits.add_metric([q.name, actor], seconds)
+        yield limits
+        if snapshot is not None:
+            yield from self._redis_metrics(snapshot)
+
+    def _redis_metrics(self, s: Snapshot) -> Iterator[Metric]:
+        per_queue: list[tuple[str, str, dict[str, int] | dict[str, float]]] = [
+            ("jobfleet_queue_depth", "Messages ready to run", s.depth),
+            ("jobfleet_queue_delayed", "Messages waiting for their eta (delay, backoff)", s.delayed),
+            ("jobfleet_queue_in_flight", "Messages fetched by workers and not yet acked", s.in_flight),
+            (
+                "jobfleet_queue_oldest_message_age_seconds",
+                "Age of the oldest ready message (queue lag), 0 when empty",
+                s.oldest_age,
+            ),
+            ("jobfleet_dlq_depth", "Dead letters held", s.dlq_depth),
+            ("jobfleet_dlq_oldest_age_seconds", "Age of the oldest dead letter, 0 when empty", s.dlq_oldest_age),
+        ]
+        for name, doc, values in per_queue:
+            family = GaugeMetricFamily(name, doc, labels=["queue"])
+            for queue, value in values.items():
+                family.add_metric([queue], value)
+            yield family
+        longest = GaugeMetricFamily(
+            "jobfleet_job_running_longest_seconds",
+            "How long the longest-running job has been running",
+            labels=["queue", "actor"],
+        )
+        for q in self.queues:
+            for actor in q.actors:
+                longest.add_metric([q.name, actor], s.running_longest.get((q.name, actor), 0.0))
+        yield longest
+        yield GaugeMetricFamily(
+            "jobfleet_workers_live", "Worker processes with a fresh heartbeat", value=s.workers_live
+        )
+
+
+def build_registry(settings: Settings, client: redis.Redis | None = None) -> CollectorRegistry:
+    """A registry holding the queue collector for ``settings`` (the job types' queues and time limits)."""
+    from jobfleet.redis_client import make_client
+    from workers.registry import JOB_TYPES
+
+    queues: dict[str, dict[str, float]] = {}
+    for job_type in JOB_TYPES.values():
+        queues.setdefault(job_type.queue_name, {})[job_type.actor_name] = float(job_type.time_limit_seconds)
+    registry = CollectorRegistry()
+    registry.register(
+        QueueCollector(
+            client or make_client(settings),
+            Keys(settings.namespace),
+            [QueueSpec(name, actors) for name, actors in sorted(queues.items())],
+            dlq_retention_seconds=settings.dlq_retention_seconds,
+            heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
+        )
+    )
+    return registry
+
+
+def serve(settings: Settings) -> None:
+    """Serve the exporter at ``JOBFLEET_METRICS_HOST:JOBFLEET_EXPORTER_PORT`` until SIGTERM or Ctrl-C."""
+    import signal
+
+    from jobfleet.telemetry import serve_metrics
+
+    server = serve_metrics(build_registry(settings), settings.exporter_port, settings.metrics_host)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("queue exporter listening", host=settings.metrics_host, port=settings.exporter_port)
+    stop.wait()
+    server.shutdown()
