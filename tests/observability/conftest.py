@@ -43,7 +43,8 @@ class Spans:
             if predicate(spans):
                 return spans
             time.sleep(0.02)
-        raise AssertionError(f"spans never matched; got {[(s.name, dict(s.attributes or {})) for s in self.finished()]}")
+        got = [(s.name, dict(s.attributes or {})) for s in self.finished()]
+        raise AssertionError(f"spans never matched; got {got}")
 
 
 @pytest.fixture
