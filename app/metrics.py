@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from jobfleet.telemetry import multiprocess_registry
 from workers.registry import JOB_TYPES
@@ -120,6 +121,7 @@ def init_app(app: Flask, *, multiprocess_dir: str = "", registry: CollectorRegis
     def prometheus_metrics() -> Response:
         """Prometheus text exposition of the API's metrics (every API process under ``jobfleet api``)."""
         source = multiprocess_registry(multiprocess_dir) if multiprocess_dir else metrics.registry
-        return Response(generate_latest(source), content_type=CONTENT_TYPE_LATEST)
+        # Text format 0.0.4: what every Prometheus 2.x (Debian ships 2.42) negotiates.
+        return Response(generate_latest(source), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     return metrics

@@ -110,3 +110,10 @@ def promtool_check(text: bytes | str) -> None:
     data = text.encode() if isinstance(text, str) else text
     result = subprocess.run([promtool, "check", "metrics"], input=data, capture_output=True, timeout=30, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+@pytest.fixture
+def free_port_factory() -> Callable[[], int]:
+    from jobfleet.embedded_redis import free_port
+
+    return free_port
