@@ -95,8 +95,17 @@ class WorkerMetrics(Middleware):
 
     # --- worker lifetime ---
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        """Called when a worker's threads started: count them."""
+        """Called when a worker's threads started: count them, and start every actor's series at zero."""
         self.threads.set(worker.worker_threads)
+        # A counter born at its first increment hides that increment from rate(); zeros make it count.
+        for actor_name in broker.get_declared_actors():
+            labels = (broker.get_actor(actor_name).queue_name, actor_name)
+            for metric in (self.started, self.succeeded, self.retried, self.dead_lettered, self.duplicates):
+                metric.labels(*labels)
+            for family in (self.cancelled, self.run_seconds, self.queue_wait, self.in_progress):
+                family.labels(*labels)
+            for outcome in _FINAL.values():
+                self.end_to_end.labels(*labels, outcome)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         """Called when a worker stopped: its threads are gone; drop this process's live gauges."""

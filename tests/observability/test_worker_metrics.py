@@ -50,7 +50,7 @@ def test_successful_job_counts_one_start_one_success_and_times_it(
     assert registry.get_sample_value("jobfleet_jobs_in_progress", WEBHOOK) == 0
     assert registry.get_sample_value("jobfleet_worker_threads_busy") == 0
     assert registry.get_sample_value("jobfleet_worker_threads") == 4
-    assert registry.get_sample_value("jobfleet_jobs_retried_total", WEBHOOK) is None
+    assert registry.get_sample_value("jobfleet_jobs_retried_total", WEBHOOK) == 0  # born at zero for rate()
 
 
 def test_transient_failure_then_success_counts_one_retry_and_one_final_outcome(
@@ -81,8 +81,8 @@ def test_permanent_failure_is_dead_lettered_once_without_retry(
 
     wait_for_sample(registry, "jobfleet_jobs_dead_lettered_total", WEBHOOK, 1)
     assert registry.get_sample_value("jobfleet_jobs_failed_total", {**WEBHOOK, "exception": "PermanentError"}) == 1
-    assert registry.get_sample_value("jobfleet_jobs_retried_total", WEBHOOK) is None
-    assert registry.get_sample_value("jobfleet_jobs_succeeded_total", WEBHOOK) is None
+    assert registry.get_sample_value("jobfleet_jobs_retried_total", WEBHOOK) == 0
+    assert registry.get_sample_value("jobfleet_jobs_succeeded_total", WEBHOOK) == 0
     assert registry.get_sample_value("jobfleet_job_end_to_end_seconds_count", {**WEBHOOK, "outcome": "dead"}) == 1
 
 
@@ -148,11 +148,15 @@ _CHILD = textwrap.dedent(
     class FakeWorker:
         worker_threads = 3
 
+    class FakeBroker:
+        def get_declared_actors(self):
+            return set()
+
     metrics = WorkerMetrics(multiprocess_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    metrics.after_worker_boot(None, FakeWorker())
+    metrics.after_worker_boot(FakeBroker(), FakeWorker())
     metrics.started.labels("webhooks", "deliver_webhook").inc(int(sys.argv[1]))
     if sys.argv[2] == "exit":
-        metrics.after_worker_shutdown(None, FakeWorker())
+        metrics.after_worker_shutdown(FakeBroker(), FakeWorker())
     """
 )
 
