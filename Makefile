@@ -28,6 +28,9 @@ api: $(STAMP)  ## Start only the API (granian)
 worker: $(STAMP)  ## Start only the worker fleet (dramatiq CLI)
 	$(BIN)/jobfleet worker
 
+exporter: $(STAMP)  ## Start only the queue exporter (/metrics on JOBFLEET_EXPORTER_PORT)
+	$(BIN)/jobfleet exporter
+
 test: $(STAMP)  ## The whole test suite (real redis-server, real worker processes)
 	$(BIN)/pytest $(PYTEST_ARGS)
 

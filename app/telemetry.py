@@ -3,8 +3,6 @@ trace), its ids bound into every log line of the request, and the context a job 
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 from flask import Flask, Response, g, request
 from opentelemetry import context, trace
@@ -33,18 +31,16 @@ def init_app(app: Flask, *, tracer_provider: trace.TracerProvider | None = None)
 
     @app.before_request
     def _start_span() -> None:
-        if request.endpoint in _UNTRACED:
+        req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not six
+        if req.endpoint in _UNTRACED:
             return
-        rule = request.url_rule
+        rule = req.url_rule
         route = rule.rule if rule is not None else ""
-        attributes: dict[str, Any] = {"http.request.method": request.method, "url.path": request.path}
-        if route:
-            attributes["http.route"] = route
         span = tracer.start_span(
-            f"{request.method} {route}".strip(),
-            context=propagator.extract(request.headers),
+            f"{req.method} {route}" if route else req.method,
+            context=propagator.extract(req.headers),
             kind=SpanKind.SERVER,
-            attributes=attributes,
+            attributes={"http.request.method": req.method, "http.route": route, "url.path": req.path},
         )
         token = context.attach(trace.set_span_in_context(span))
         g.jf_span = (span, token, structlog.contextvars.bind_contextvars(**span_ids(span)))
@@ -52,7 +48,7 @@ def init_app(app: Flask, *, tracer_provider: trace.TracerProvider | None = None)
     @app.after_request
     def _status(response: Response) -> Response:
         found = g.get("jf_span")
-        if found is not None:
+        if found is not None and found[0].is_recording():
             found[0].set_attribute("http.response.status_code", response.status_code)
             if response.status_code >= 500:
                 found[0].set_status(Status(StatusCode.ERROR))
