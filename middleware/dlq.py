@@ -133,7 +133,9 @@ class DeadLetters:
             )
         now = time.time()
         options = {
-            k: v for k, v in original["options"].items() if k not in {"retries", "eta", "redis_message_id", "ready_at"}
+            k: v
+            for k, v in original["options"].items()
+            if k not in {"retries", "eta", "redis_message_id", "ready_at", "delivery_token"}
         }
         options.update(redis_message_id=uuid.uuid4().hex, ready_at=round(now, 3))
         if entry.get("traceparent"):

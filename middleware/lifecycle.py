@@ -89,7 +89,9 @@ class JobLifecycle(Middleware):
         job_id = message.message_id
         job_type = option(broker, message, "job_type", message.actor_name)
         idem = message.options.get("idempotency_key") or job_id
-        token = message.options.get("redis_message_id") or job_id
+        # The delivery token names this delivery in the ledger. A redelivery after a failed begin keeps it:
+        # the begin may have been applied before the connection broke, and its lease must stay ours.
+        token = message.options.get("delivery_token") or message.options.get("redis_message_id") or job_id
         time_limit_ms = option(broker, message, "time_limit", _DEFAULT_TIME_LIMIT_MS)
         member = f"{message.queue_name}|{message.actor_name}|{job_id}"
         fallback = {
@@ -166,7 +168,8 @@ class JobLifecycle(Middleware):
         set_current_job(None)
         if attempt is None:
             if isinstance(exception, LeaseHeld | LedgerUnavailable):
-                self._redeliver_later(broker, message, _BUSY_DELAY_MS, retries=None)
+                token = message.options.get("delivery_token") or message.options.get("redis_message_id")
+                self._redeliver_later(broker, message, _BUSY_DELAY_MS, retries=None, token=token)
             return
         del message._jf_attempt
         if exception is None:
@@ -226,8 +229,11 @@ class JobLifecycle(Middleware):
             return False
         return True
 
-    def _redeliver_later(self, broker: dramatiq.Broker, message: Any, delay_ms: int, retries: int | None) -> None:
-        options: dict[str, Any] = {"ready_at": round(time.time() + delay_ms / 1000, 3)}
+    def _redeliver_later(
+        self, broker: dramatiq.Broker, message: Any, delay_ms: int, retries: int | None, token: str | None = None
+    ) -> None:
+        # A retry starts a new delivery chain (token None: the new message's own id); a postponed one keeps its.
+        options: dict[str, Any] = {"ready_at": round(time.time() + delay_ms / 1000, 3), "delivery_token": token}
         if retries is not None:
             options["retries"] = retries
         try:
@@ -278,7 +284,8 @@ def _replayable(message: Any) -> dict[str, Any]:
     options = {
         k: v
         for k, v in message.options.items()
-        if k not in {"redis_message_id", "eta", "retries", "traceback", "requeue_timestamp", "ready_at"}
+        if k
+        not in {"redis_message_id", "eta", "retries", "traceback", "requeue_timestamp", "ready_at", "delivery_token"}
     }
     return {
         "queue_name": message.queue_name.removesuffix(".DQ"),

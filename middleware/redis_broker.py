@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis
 import structlog
@@ -27,6 +27,9 @@ class JobfleetRedisBroker(RedisBroker):
         kwargs.setdefault("maintenance_chance", 0)
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.jobfleet_store: Any = None
+        # Prefetched-but-not-yet-handed-out messages per queue. Kept on the broker, not the consumer, because
+        # Dramatiq replaces a consumer after a connection error and the stock one forgets what it held.
+        self.pending: dict[str, list[tuple[str, bytes]]] = {}
         fetch = (resources.files("middleware") / "lua" / "fetch.lua").read_text()
         self.fetch_script = self.client.register_script(fetch)
 
@@ -68,7 +71,40 @@ class _JobfleetConsumer(_RedisConsumer):
             f"{ns}:__acks__.{broker.broker_id}.{queue_name}",
             f"{ns}:__heartbeats__",
         ]
-        self._pending: list[tuple[str, bytes]] = []
+        self._pending = broker.pending.setdefault(queue_name, [])
+        if queue_name.endswith(".DQ"):
+            self._requeue_orphans()
+
+    def _requeue_orphans(self) -> None:
+        # Dramatiq's consumer thread drops its in-memory delay queue on a connection error; those messages stay
+        # in this worker's acks set, invisible to recovery (the worker is alive). A new consumer puts them back.
+        try:
+            held = {redis_id for redis_id, _ in self._pending}
+            members = cast(set[bytes], self.broker.client.smembers(self._keys[2]))
+            orphans = [m.decode() for m in members if m.decode() not in held]
+            if orphans:
+                log.warning("requeueing delayed messages dropped by a consumer restart", count=len(orphans))
+                self.broker.do_requeue(self.queue_name, *orphans)
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+
+    def requeue(self, messages: Any) -> None:
+        # Stock requeue lets redis.ConnectionError escape ConsumerThread.close(), which kills the consumer thread
+        # for good (its delayed messages then never run). As ConnectionClosed it is caught and the thread restarts.
+        try:
+            super().requeue(messages)  # type: ignore[no-untyped-call]
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        """Called when the consumer stops (shutdown or restart): give prefetched messages back to the queue."""
+        if not self._pending:
+            return
+        try:
+            self.broker.do_requeue(self.queue_name, *[redis_id for redis_id, _ in self._pending])
+            self._pending.clear()
+        except redis.RedisError:
+            pass  # kept on the broker: the next consumer of this queue hands them out
 
     def ack(self, message: Any) -> None:
         if not getattr(message, "_jf_requeue", False):
@@ -103,7 +139,7 @@ class _JobfleetConsumer(_RedisConsumer):
                         keys=self._keys,
                         args=[self.prefetch - self.outstanding_message_count, self.broker.broker_id, current_millis()],
                     )
-                    self._pending = [(fetched[i].decode(), fetched[i + 1]) for i in range(0, len(fetched), 2)]
+                    self._pending.extend((fetched[i].decode(), fetched[i + 1]) for i in range(0, len(fetched), 2))
                 if not fetched:
                     # Nothing to do: long-poll progressively up to the idle timeout, like the stock consumer.
                     self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
