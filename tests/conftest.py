@@ -23,7 +23,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jobfleet.embedded_redis import free_port, port_open
+from jobfleet.embedded_redis import free_port
 from jobfleet.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
