@@ -30,6 +30,9 @@ class JobfleetRedisBroker(RedisBroker):
         # Prefetched-but-not-yet-handed-out messages per queue. Kept on the broker, not the consumer, because
         # Dramatiq replaces a consumer after a connection error and the stock one forgets what it held.
         self.pending: dict[str, list[tuple[str, bytes]]] = {}
+        # Redis ids handed to worker threads and not yet acked, per queue: everything else in this worker's
+        # unacked set after a connection error is an orphan (e.g. a fetch whose reply was lost).
+        self.held: dict[str, set[str]] = {}
         fetch = (resources.files("middleware") / "lua" / "fetch.lua").read_text()
         self.fetch_script = self.client.register_script(fetch)
 
@@ -72,14 +75,19 @@ class _JobfleetConsumer(_RedisConsumer):
             f"{ns}:__heartbeats__",
         ]
         self._pending = broker.pending.setdefault(queue_name, [])
-        if queue_name.endswith(".DQ"):
-            self._requeue_orphans()
+        self._held = broker.held.setdefault(queue_name, set())
+        self._requeue_orphans()
 
     def _requeue_orphans(self) -> None:
-        # Dramatiq's consumer thread drops its in-memory delay queue on a connection error; those messages stay
-        # in this worker's acks set, invisible to recovery (the worker is alive). A new consumer puts them back.
+        # A new consumer (first start, or a restart after a connection error) puts back every message in this
+        # worker's unacked set that nothing in this process holds: the reply of a fetch lost with the connection,
+        # or delayed messages Dramatiq's consumer thread dropped from memory on the error (it resets its delay
+        # queue, so for .DQ queues everything not pending is an orphan). The worker is alive, so dead-worker
+        # recovery would never return them. A message put back twice is deduplicated by the ledger.
         try:
             held = {redis_id for redis_id, _ in self._pending}
+            if not self.queue_name.endswith(".DQ"):
+                held |= self._held
             members = cast(set[bytes], self.broker.client.smembers(self._keys[2]))
             orphans = [m.decode() for m in members if m.decode() not in held]
             if orphans:
@@ -91,8 +99,11 @@ class _JobfleetConsumer(_RedisConsumer):
     def requeue(self, messages: Any) -> None:
         # Stock requeue lets redis.ConnectionError escape ConsumerThread.close(), which kills the consumer thread
         # for good (its delayed messages then never run). As ConnectionClosed it is caught and the thread restarts.
+        messages = list(messages)
         try:
             super().requeue(messages)  # type: ignore[no-untyped-call]
+            for message in messages:
+                self._held.discard(message.options.get("redis_message_id"))
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
 
@@ -107,8 +118,10 @@ class _JobfleetConsumer(_RedisConsumer):
             pass  # kept on the broker: the next consumer of this queue hands them out
 
     def ack(self, message: Any) -> None:
+        redis_id = message.options.get("redis_message_id")
         if not getattr(message, "_jf_requeue", False):
             super().ack(message)  # type: ignore[no-untyped-call]
+            self._held.discard(redis_id)
             return
         # The outcome of this delivery could not be recorded (or its retry could not be enqueued): put the
         # message back on its queue rather than acking it away. ConnectionClosed makes Dramatiq retry this.
@@ -117,6 +130,11 @@ class _JobfleetConsumer(_RedisConsumer):
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
         self.queued_message_ids.discard(message.message_id)
+        self._held.discard(redis_id)
+
+    def nack(self, message: Any) -> None:
+        super().nack(message)  # type: ignore[no-untyped-call]
+        self._held.discard(message.options.get("redis_message_id"))
 
     @property
     def outstanding_message_count(self) -> int:
@@ -132,6 +150,7 @@ class _JobfleetConsumer(_RedisConsumer):
                         continue
                     self.misses = 0
                     self.queued_message_ids.add(message.message_id)
+                    self._held.add(redis_id)
                     return MessageProxy(message)
                 fetched: list[bytes] = []
                 if self.outstanding_message_count < self.prefetch:
