@@ -90,4 +90,5 @@ def test_cli_reports_an_unreachable_redis_in_one_line(
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{socket_closed_port()}/0")
     code, _, err = run_cli("dlq", "list")
     assert code == 1
-    assert err.startswith("jobfleet: Redis") and err.count("\n") == 1
+    assert err.startswith("jobfleet: Redis")
+    assert err.count("\n") == 1
