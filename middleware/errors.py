@@ -49,6 +49,23 @@ class IdempotencyConflict(JobfleetError):
         self.job_id = job_id
 
 
+class RateLimited(JobfleetError):
+    """Raised when a caller has used up its request budget (token bucket); the API answers 429."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFull(JobfleetError):
+    """Raised when a queue holds JOBFLEET_MAX_QUEUE_DEPTH messages; the API answers 503 and accepts nothing."""
+
+    def __init__(self, message: str, queue: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.queue = queue
+        self.retry_after = retry_after
+
+
 class LeaseHeld(MiddlewareError):
     """Raised before an actor runs when another live worker holds the job's idempotency lease: retry later."""
 

@@ -25,6 +25,10 @@ class Keys:
         """Prefix of the per-(worker, queue) sets of fetched-but-unacked message ids."""
         return f"{self.ns}:__acks__."
 
+    def acks(self, worker_id: str, queue_name: str) -> str:
+        """Set of message ids one worker (broker id) fetched from a queue and has not acked."""
+        return f"{self.ns}:__acks__.{worker_id}.{queue_name}"
+
     def heartbeats(self) -> str:
         """Sorted set of worker (broker) ids by last heartbeat, in milliseconds."""
         return f"{self.ns}:__heartbeats__"
@@ -67,6 +71,10 @@ class Keys:
     def running(self) -> str:
         """Sorted set: ``<queue>|<actor>|<job_id>`` members of running attempts by start time (ms)."""
         return f"{self.ns}:running"
+
+    def rate_bucket(self, caller: str) -> str:
+        """Hash: the caller's API rate-limit token bucket (tokens, last refill in ms); expires when full again."""
+        return f"{self.ns}:ratelimit:{caller}"
 
     def audit(self) -> str:
         """Stream: operator actions (replay, purge, cancel) with who, what and how many."""

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import time
 import traceback
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 import structlog
+from dramatiq.common import dq_name
 from dramatiq.middleware import Middleware, SkipMessage
 
 from middleware.context import JobContext, set_current_job
 from middleware.errors import JobCancelled, LeaseHeld, LedgerUnavailable, StoreUnavailable
+from middleware.redis_broker import JobfleetRedisBroker
 from middleware.retry_policy import PERMANENT, RetryPolicy, classify
 from middleware.store import JobStore, retry_call
 
@@ -145,7 +148,7 @@ class JobLifecycle(Middleware):
         if begin.verdict == "busy":
             raise LeaseHeld(f"job {job_id}: idempotency key is leased by live worker {begin.detail}")
         if begin.verdict == "poison":
-            self._dead_letter_poison(message, job_id, job_type, idem, token, member, int(begin.detail))
+            self._dead_letter_poison(broker, message, job_id, job_type, idem, token, member, int(begin.detail))
             raise SkipMessage(f"job {job_id} dead-lettered after {begin.detail} interrupted deliveries")
         if begin.verdict in {"duplicate", "finished"}:
             message._jf_outcome = Outcome("duplicate_skipped")
@@ -175,13 +178,13 @@ class JobLifecycle(Middleware):
         if exception is None:
             if result is None and attempt.context is not None:
                 result = attempt.context.result
-            self._finish(message, attempt, "succeeded", result=result)
+            self._finish(broker, message, attempt, "succeeded", result=result)
             message._jf_outcome = Outcome("succeeded", attempt)
             return
 
         error = _error(exception)
         if isinstance(exception, JobCancelled):
-            self._finish(message, attempt, "cancelled", error=error)
+            self._finish(broker, message, attempt, "cancelled", error=error)
             message._jf_outcome = Outcome("cancelled", attempt, exception)
             return
         max_retries = option(broker, message, "max_retries", None)
@@ -192,13 +195,18 @@ class JobLifecycle(Middleware):
                 max_backoff=option(broker, message, "max_backoff_seconds", None),
             )
             next_at = time.time() + delay
-            if self._finish(message, attempt, "retrying", error=error, next_retry_at=next_at):
+            delay_ms = int(delay * 1000)
+            retries = message.options.get("retries", 0) + 1
+            if self._finish(
+                broker, message, attempt, "retrying", error=error, next_retry_at=next_at, retry_delay_ms=delay_ms
+            ):
                 message._jf_outcome = Outcome("retried", attempt, exception)
-                self._redeliver_later(broker, message, int(delay * 1000), retries=message.options.get("retries", 0) + 1)
+                if not getattr(message, "_jf_acked", False):  # a broker we cannot enqueue into atomically
+                    self._redeliver_later(broker, message, delay_ms, retries=retries)
             return
         reason = "permanent" if classify(exception) == PERMANENT else "exhausted"
         letter = self._dead_letter(message, attempt, error, reason)
-        if self._finish(message, attempt, "dead", error=error, dead_letter=letter):
+        if self._finish(broker, message, attempt, "dead", error=error, dead_letter=letter):
             message._jf_outcome = Outcome("dead_lettered", attempt, exception)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
@@ -206,7 +214,18 @@ class JobLifecycle(Middleware):
         set_current_job(None)
 
     # --- helpers ---
-    def _finish(self, message: Any, attempt: Attempt, outcome: str, **details: Any) -> bool:
+    def _finish(
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        attempt: Attempt,
+        outcome: str,
+        *,
+        retry_delay_ms: int | None = None,
+        **details: Any,
+    ) -> bool:
+        ack = self._ack_target(broker, message)
+        retry = self._retry_message(message, retry_delay_ms) if ack and retry_delay_ms is not None else None
         try:
             retry_call(
                 lambda: self.store.finish(
@@ -217,6 +236,8 @@ class JobLifecycle(Middleware):
                     outcome=outcome,
                     running_member=attempt.running_member,
                     queue_name=message.queue_name.removesuffix(".DQ"),
+                    ack=ack,
+                    retry=retry,
                     **details,
                 ),
                 attempts=6,
@@ -227,7 +248,34 @@ class JobLifecycle(Middleware):
             log.error("could not record outcome, message kept for redelivery", job_id=attempt.job_id, error=str(exc))
             message._jf_requeue = True
             return False
+        if ack is not None:
+            message._jf_acked = True  # the consumer must not ack again
         return True
+
+    def _ack_target(self, broker: dramatiq.Broker, message: Any) -> tuple[str, str, str] | None:
+        # Only our Redis broker's consumer knows to skip its own ack; other brokers (tests' StubBroker) ack as usual.
+        redis_id = message.options.get("redis_message_id")
+        if not isinstance(broker, JobfleetRedisBroker) or not redis_id:
+            return None
+        keys = self.store.keys
+        return keys.acks(broker.broker_id, message.queue_name), keys.queue_messages(message.queue_name), redis_id
+
+    def _retry_message(self, message: Any, delay_ms: int) -> tuple[str, str, str, bytes]:
+        now = time.time()
+        redis_id = uuid.uuid4().hex
+        retry = message.copy(
+            queue_name=dq_name(message.queue_name),
+            options={
+                "retries": message.options.get("retries", 0) + 1,
+                "ready_at": round(now + delay_ms / 1000, 3),
+                "eta": int(now * 1000) + delay_ms,
+                "redis_message_id": redis_id,
+                # A retry starts a new delivery chain: its token is its own redis id.
+                "delivery_token": None,
+            },
+        )
+        keys = self.store.keys
+        return keys.queue(retry.queue_name), keys.queue_messages(retry.queue_name), redis_id, retry.encode()
 
     def _redeliver_later(
         self, broker: dramatiq.Broker, message: Any, delay_ms: int, retries: int | None, token: str | None = None
@@ -259,7 +307,15 @@ class JobLifecycle(Middleware):
         }
 
     def _dead_letter_poison(  # noqa: PLR0917
-        self, message: Any, job_id: str, job_type: str, idem: str, token: str, member: str, count: int
+        self,
+        broker: dramatiq.Broker,
+        message: Any,
+        job_id: str,
+        job_type: str,
+        idem: str,
+        token: str,
+        member: str,
+        count: int,
     ) -> None:
         error = {
             "type": "WorkerLost",
@@ -268,7 +324,7 @@ class JobLifecycle(Middleware):
         }
         attempt = Attempt(job_id, job_type, idem, token, 0, member, time.time(), None, None)
         letter = self._dead_letter(message, attempt, error, "crash_loop")
-        if self._finish(message, attempt, "dead", error=error, dead_letter=letter):
+        if self._finish(broker, message, attempt, "dead", error=error, dead_letter=letter):
             message._jf_outcome = Outcome("dead_lettered", attempt)
 
 

@@ -119,6 +119,11 @@ class _JobfleetConsumer(_RedisConsumer):
 
     def ack(self, message: Any) -> None:
         redis_id = message.options.get("redis_message_id")
+        if getattr(message, "_jf_acked", False):
+            # JobLifecycle's finish script already acked it, atomically with the outcome.
+            self.queued_message_ids.discard(message.message_id)
+            self._held.discard(redis_id)
+            return
         if not getattr(message, "_jf_requeue", False):
             super().ack(message)  # type: ignore[no-untyped-call]
             self._held.discard(redis_id)

@@ -248,8 +248,16 @@ class JobStore:
         error: dict[str, Any] | None = None,
         next_retry_at: float | None = None,
         dead_letter: dict[str, Any] | None = None,
+        ack: tuple[str, str, str] | None = None,
+        retry: tuple[str, str, str, bytes] | None = None,
     ) -> None:
-        """Record the end of an attempt (see finish.lua); raise StoreUnavailable when Redis fails."""
+        """Record the end of an attempt (see finish.lua); raise StoreUnavailable when Redis fails.
+
+        ``ack`` = (acks set, messages hash, redis id) acks the delivery in the same script; ``retry`` =
+        (queue list, messages hash, redis id, encoded message) enqueues the retry in it too.
+        """
+        ack_keys, ack_id = (list(ack[:2]), ack[2]) if ack else (["", ""], "")
+        retry_keys, retry_id, retry_data = (list(retry[:2]), retry[2], retry[3]) if retry else (["", ""], "", b"")
         self._run(
             "finish",
             [
@@ -260,6 +268,8 @@ class JobStore:
                 self.keys.dlq_index(),
                 self.keys.dlq_entry(job_id),
                 self.keys.dlq_queue_index(queue_name),
+                *ack_keys,
+                *retry_keys,
             ],
             [
                 int(time.time() * 1000),
@@ -275,6 +285,9 @@ class JobStore:
                 running_member,
                 job_id,
                 token,
+                ack_id,
+                retry_id,
+                retry_data,
             ],
         )
 

@@ -1,8 +1,13 @@
 -- Finish an attempt: status, attempt history, ledger commit/release, dead letter, event. One round trip.
--- KEYS: 1 job hash, 2 job events, 3 ledger hash, 4 running zset, 5 dlq index, 6 dlq entry, 7 dlq queue index
+-- The delivery is acked here too (same effect as Dramatiq's ack) and a retry's message is pushed here, so the
+-- outcome, the ack and the retry happen together or not at all: no lost retry, no ack without an outcome.
+-- KEYS: 1 job hash, 2 job events, 3 ledger hash, 4 running zset, 5 dlq index, 6 dlq entry, 7 dlq queue index,
+--       8 acks set of the delivering worker ("" = the consumer acks), 9 messages hash of the delivering queue,
+--       10 retry queue list (the .DQ) or "", 11 retry queue messages hash
 -- ARGV: 1 now ms, 2 outcome (succeeded|retrying|dead|cancelled), 3 job ttl s, 4 ledger ttl s, 5 result json,
 --       6 error json or "", 7 next retry at s or "", 8 dead letter json or "", 9 dlq ttl s, 10 events max length,
---       11 running member, 12 job id, 13 delivery token
+--       11 running member, 12 job id, 13 delivery token, 14 redis message id to ack, 15 retry redis message id,
+--       16 retry encoded message
 local now = tonumber(ARGV[1])
 local nows = string.format("%.3f", now / 1000)
 local outcome = ARGV[2]
@@ -74,4 +79,11 @@ if #hist > 0 then
 end
 redis.call("XADD", KEYS[2], "MAXLEN", ARGV[10], "*", "event", outcome, "at", nows, "data", cjson.encode(data))
 redis.call("EXPIRE", KEYS[2], ttl)
+if KEYS[8] ~= "" and redis.call("SREM", KEYS[8], ARGV[14]) > 0 then
+  redis.call("HDEL", KEYS[9], ARGV[14])
+end
+if outcome == "retrying" and KEYS[10] ~= "" then
+  redis.call("HSET", KEYS[11], ARGV[15], ARGV[16])
+  redis.call("RPUSH", KEYS[10], ARGV[15])
+end
 return outcome

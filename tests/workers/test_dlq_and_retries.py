@@ -12,6 +12,7 @@ import redis
 from flask.testing import FlaskClient
 
 from app.enqueue import submit
+from middleware.errors import StoreUnavailable
 from middleware.keys import Keys
 from tests.conftest import Receiver, RunningWorker, wait_for_state
 from workers.payloads import ReportPayload
@@ -242,25 +243,27 @@ def test_schedule_bounds_are_enforced(client: FlaskClient) -> None:
 def test_a_retry_whose_re_enqueue_fails_is_not_lost(
     client: FlaskClient, worker: RunningWorker, receiver: Receiver
 ) -> None:
-    # Given Redis refuses the first few re-enqueues (a blip), as stock Dramatiq would then ack and drop
+    # Given Redis fails every try to record the retry (outcome + ack + retry message are one script call),
+    # where stock Dramatiq would ack the delivery and lose the message when its re-enqueue fails
     receiver.statuses = [503]
-    broker = worker.broker
-    real_enqueue = broker.enqueue
-    failures = {"left": 6}  # every try of one re-enqueue (lifecycle retries it 6 times before giving up)
+    store = worker.broker.jobfleet_store
+    real_finish = store.finish
+    failures = {"left": 6}  # every try of one call: JobLifecycle retries it 6 times before giving up
 
-    def flaky_enqueue(message: Any, *, delay: int | None = None) -> Any:
-        if delay is not None and failures["left"] > 0:
+    def flaky_finish(**kwargs: Any) -> Any:
+        if kwargs["outcome"] == "retrying" and failures["left"] > 0:
             failures["left"] -= 1
-            raise redis.ConnectionError("injected: Redis blip during retry re-enqueue")
-        return real_enqueue(message, delay=delay)
+            raise StoreUnavailable("injected: Redis blip while recording the retry")
+        return real_finish(**kwargs)
 
-    broker.enqueue = flaky_enqueue
+    store.finish = flaky_finish
     job_id = enqueue_webhook(client, receiver)
-    # Then the delivery is requeued instead of acked, runs again, and succeeds
+    # Then the delivery is put back on its queue instead of acked, runs again, and succeeds
     body = wait_for_state(client, job_id, FINAL, timeout=30)
-    assert body["state"] == "succeeded"
     assert failures["left"] == 0
-    assert len(receiver.requests) >= 2
+    assert body["state"] == "succeeded"
+    assert len(receiver.requests) == 2
+    assert [h["outcome"] for h in body["history"]] == ["interrupted", "succeeded"]
 
 
 def test_a_time_limit_hit_is_transient_and_retried_up_to_the_cap(
