@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobfleet import dlq_cli
+from jobfleet import dlq_cli, load_cli, stack, status_cli
 from jobfleet.settings import Settings
 from middleware.errors import ConfigError, InvalidTransition, JobNotFound, StoreUnavailable
 
@@ -93,7 +93,7 @@ def cmd_exporter(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
-    """Run Redis (embedded when needed), the API and the workers until Ctrl-C."""
+    """Run Redis (embedded when needed), the API, the workers and the queue exporter until Ctrl-C."""
     from jobfleet.logging import configure_logging
     from jobfleet.supervisor import Supervisor
 
@@ -125,9 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("api", help="serve the API (granian)").set_defaults(func=cmd_api)
     sub.add_parser("worker", help="run the worker fleet (dramatiq)").set_defaults(func=cmd_worker)
     sub.add_parser("exporter", help="serve the queue exporter's /metrics").set_defaults(func=cmd_exporter)
-    sub.add_parser("run", help="run Redis, API and workers together").set_defaults(func=cmd_run)
+    sub.add_parser("run", help="run Redis, API, workers and the queue exporter together").set_defaults(func=cmd_run)
     sub.add_parser("config", help="list settings and defaults").set_defaults(func=cmd_config)
     dlq_cli.register(sub)
+    status_cli.register(sub)
+    stack.register(sub)
+    load_cli.register(sub)
     jobs = sub.add_parser("jobs", help="inspect jobs").add_subparsers(dest="jobs_command", required=True)
     show = jobs.add_parser("show", help="show one job")
     show.add_argument("job_id")

@@ -107,6 +107,14 @@ class Settings:
     metrics_host: str = _var(
         "JOBFLEET_METRICS_HOST", _str, "Bind address of the workers' /metrics and of the queue exporter", "127.0.0.1"
     )
+    prometheus_port: int = _var("JOBFLEET_PROMETHEUS_PORT", _pos_int(1), "`make stack`: Prometheus port", 9090)
+    alertmanager_port: int = _var("JOBFLEET_ALERTMANAGER_PORT", _pos_int(1), "`make stack`: Alertmanager port", 9093)
+    stack_scrape_interval_seconds: int = _var(
+        "JOBFLEET_STACK_SCRAPE_INTERVAL_SECONDS",
+        _pos_int(1),
+        "`make stack`: Prometheus scrape and rule evaluation interval",
+        15,
+    )
     prometheus_multiproc_dir: str = _var(
         "PROMETHEUS_MULTIPROC_DIR",
         _str,

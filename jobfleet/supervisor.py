@@ -1,5 +1,6 @@
-"""``jobfleet run``: the local fleet in one command — Redis (embedded if needed), API and workers — with
-ordered shutdown on Ctrl-C/SIGTERM (API first, then a draining worker, Redis last) and no orphans."""
+"""``jobfleet run``: the local fleet in one command — Redis (embedded if needed), API, workers and the queue
+exporter — with ordered shutdown on Ctrl-C/SIGTERM (API first, then the exporter, then a draining worker, Redis
+last) and no orphans."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import structlog
 
 from jobfleet.embedded_redis import port_open, start_redis
+from jobfleet.redis_check import warn_if_unsafe
 from jobfleet.settings import Settings, redact_url
 
 log = structlog.get_logger(__name__)
@@ -72,9 +74,14 @@ class Supervisor:
     def run(self) -> int:
         """Run until a signal; return the exit code."""
         url = self.resolve_redis()
+        self.check_redis(url)
         env = {**self.environ, "REDIS_URL": url}
         exe = [sys.executable, "-m", "jobfleet.cli"]
-        self.children = [Child("api", [*exe, "api"], env), Child("worker", [*exe, "worker"], env)]
+        self.children = [
+            Child("api", [*exe, "api"], env),
+            Child("worker", [*exe, "worker"], env),
+            Child("exporter", [*exe, "exporter"], env),
+        ]
         for child in self.children:
             child.start()
         s = self.settings
@@ -83,6 +90,7 @@ class Supervisor:
             api=f"http://{s.api_host}:{s.api_port}",
             redis=redact_url(url),
             workers=f"{s.worker_processes} processes x {s.worker_threads} threads",
+            exporter=f"http://{s.metrics_host}:{s.exporter_port}/metrics",
             stop="Ctrl-C",
         )
         handler: Callable[[int, object], None] = lambda signum, _frame: self._request_stop(signum)  # noqa: E731
@@ -99,6 +107,18 @@ class Supervisor:
             time.sleep(0.2)
         self.shutdown()
         return code
+
+    def check_redis(self, url: str) -> None:
+        """Warn loudly when this Redis could evict or lose queue data (jobfleet.redis_check)."""
+        from dataclasses import replace
+
+        from jobfleet.redis_client import make_client
+
+        client = make_client(replace(self.settings, redis_url=url))
+        try:
+            warn_if_unsafe(client, where="jobfleet run")
+        finally:
+            client.close()
 
     def _request_stop(self, signum: int) -> None:
         if not self.stopping:
@@ -117,9 +137,9 @@ class Supervisor:
         return 0
 
     def shutdown(self) -> None:
-        """Stop the API, then let workers drain, then stop the embedded Redis."""
+        """Stop the API and the exporter, then let workers drain, then stop the embedded Redis."""
         grace = self.settings.shutdown_timeout_seconds + 10
-        for name in ("api", "worker"):
+        for name in ("api", "exporter", "worker"):
             for child in self.children:
                 if child.name == name and child.proc is not None and child.proc.poll() is None:
                     _terminate(child.proc, grace, child.name)
