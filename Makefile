@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run api worker exporter test test-soak lint format typecheck bench clean
+.PHONY: help install run api worker exporter stack stack-down stack-status load status \
+	compose-up compose-down kube-rules test test-soak lint format typecheck bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## Create .venv and install jobfleet with its dev tools
 
-run: $(STAMP)  ## Start Redis (embedded if none), the API on :8000 and a worker fleet; Ctrl-C stops all
+run: $(STAMP)  ## Start Redis (embedded if none), the API on :8000, a worker fleet and the queue exporter; Ctrl-C stops all
 	$(BIN)/jobfleet run
 
 api: $(STAMP)  ## Start only the API (granian)
@@ -30,6 +31,35 @@ worker: $(STAMP)  ## Start only the worker fleet (dramatiq CLI)
 
 exporter: $(STAMP)  ## Start only the queue exporter (/metrics on JOBFLEET_EXPORTER_PORT)
 	$(BIN)/jobfleet exporter
+
+# The local stack's email jobs go to the SMTP sink `make load` starts on this port (no root needed, unlike 25).
+stack load: export JOBFLEET_SMTP_PORT ?= 2525
+
+stack: $(STAMP)  ## Start the full native stack in the background (+ Prometheus, Alertmanager when installed)
+	$(BIN)/jobfleet stack up
+
+stack-down: $(STAMP)  ## Stop everything `make stack` started
+	$(BIN)/jobfleet stack down
+
+stack-status: $(STAMP)  ## What the native stack runs, with URLs
+	$(BIN)/jobfleet stack status
+
+load: $(STAMP)  ## Drive a realistic job mix (with failures) against the local API; LOAD_SECONDS=60 LOAD_RATE=5
+	$(BIN)/jobfleet load --seconds $(or $(LOAD_SECONDS),60) --rate $(or $(LOAD_RATE),5)
+
+status: $(STAMP)  ## Queues, lag, workers, dead letters and Redis durability at a glance
+	$(BIN)/jobfleet status
+
+COMPOSE ?= docker compose -f deploy/compose.yaml
+
+compose-up:  ## Build the image and start the container stack (deploy/compose.yaml)
+	$(COMPOSE) up -d --build
+
+compose-down:  ## Stop the container stack (volumes are kept; add -v by hand to drop them)
+	$(COMPOSE) down
+
+kube-rules: $(STAMP)  ## Regenerate deploy/k8s/prometheusrule.yaml from prometheus/rules
+	$(BIN)/python deploy/k8s/generate_prometheusrule.py
 
 test: $(STAMP)  ## The whole test suite (real redis-server, real worker processes)
 	$(BIN)/pytest $(PYTEST_ARGS)
