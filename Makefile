@@ -67,6 +67,9 @@ test: $(STAMP)  ## The whole test suite (real redis-server, real worker processe
 test-soak: $(STAMP)  ## The full-size soak (5,000+ jobs with faults)
 	JOBFLEET_SOAK_FULL=1 $(BIN)/pytest -m soak $(PYTEST_ARGS)
 
+bench: $(STAMP)  ## Benchmarks vs baselines from the same run (table + bench/results/*.json; BENCH_ARGS=--quick)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 lint: $(STAMP)  ## ruff (lint + format check) and strict mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -74,6 +74,10 @@ class _JobfleetConsumer(_RedisConsumer):
             f"{ns}:__acks__.{broker.broker_id}.{queue_name}",
             f"{ns}:__heartbeats__",
         ]
+        # Stock idle polling backs off up to the worker timeout (1 s): a job arriving at an idle worker waited up
+        # to a second. Ready queues poll at most every 25 ms (about 40 cheap calls a second per idle queue);
+        # delayed queues hold future work and keep the longer backoff.
+        self._max_idle_ms = min(timeout, 250 if queue_name.endswith(".DQ") else 25)
         self._pending = broker.pending.setdefault(queue_name, [])
         self._held = broker.held.setdefault(queue_name, set())
         self._requeue_orphans()
@@ -166,7 +170,7 @@ class _JobfleetConsumer(_RedisConsumer):
                     self._pending.extend((fetched[i].decode(), fetched[i + 1]) for i in range(0, len(fetched), 2))
                 if not fetched:
                     # Nothing to do: long-poll progressively up to the idle timeout, like the stock consumer.
-                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self._max_idle_ms)
                     time.sleep(backoff_ms / 1000)
                     return None
         except redis.ConnectionError as exc:

