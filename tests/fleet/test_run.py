@@ -97,6 +97,9 @@ def fleet_env(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "JOBFLEET_TEST_MARKER": f"fleet-{uuid.uuid4().hex}",
         "JOBFLEET_API_PORT": str(free_port()),
+        # `jobfleet run` also starts the queue exporter and the workers serve /metrics: never the default ports.
+        "JOBFLEET_EXPORTER_PORT": str(free_port()),
+        "JOBFLEET_WORKER_METRICS_PORT": str(free_port()),
         "JOBFLEET_API_WORKERS": "1",
         "JOBFLEET_WORKER_PROCESSES": "1",
         "JOBFLEET_WORKER_THREADS": "2",
