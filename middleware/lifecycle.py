@@ -97,7 +97,7 @@ class JobLifecycle(Middleware):
         token = message.options.get("delivery_token") or message.options.get("redis_message_id") or job_id
         time_limit_ms = option(broker, message, "time_limit", _DEFAULT_TIME_LIMIT_MS)
         member = f"{message.queue_name}|{message.actor_name}|{job_id}"
-        fallback = {
+        fallback = lambda: {  # noqa: E731 - built only when the status record is missing
             "id": job_id,
             "type": job_type,
             "queue": message.queue_name,

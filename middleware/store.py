@@ -197,9 +197,14 @@ class JobStore:
         heartbeat_timeout_ms: int,
         max_interruptions: int,
         running_member: str,
-        fallback_record: dict[str, Any],
+        fallback_record: Callable[[], dict[str, Any]],
+        _record: str = "",
     ) -> Begin:
-        """Claim an attempt for a delivery (see begin.lua); raise StoreUnavailable when Redis fails."""
+        """Claim an attempt for a delivery (see begin.lua); raise StoreUnavailable when Redis fails.
+
+        ``fallback_record`` builds the status record to recreate when it is missing (only then is it called).
+        """
+        record = _record
         result = self._run(
             "begin",
             [
@@ -221,10 +226,24 @@ class JobStore:
                 self.ledger_ttl,
                 job_id,
                 running_member,
-                json.dumps(fallback_record),
+                record,
             ],
         )
         parts = [p.decode() for p in result]
+        if parts[0] == "missing":  # the status record expired or never existed: recreate it from the message
+            return self.begin(
+                job_id=job_id,
+                job_type=job_type,
+                idempotency_key=idempotency_key,
+                token=token,
+                worker_id=worker_id,
+                lease_ms=lease_ms,
+                heartbeat_timeout_ms=heartbeat_timeout_ms,
+                max_interruptions=max_interruptions,
+                running_member=running_member,
+                fallback_record=fallback_record,
+                _record=json.dumps(fallback_record()),
+            )
         if parts[0] == "run":
             return Begin(
                 "run",

@@ -7,6 +7,9 @@ local now = tonumber(ARGV[1])
 local nows = string.format("%.3f", now / 1000)
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then
+  if ARGV[12] == "" then
+    return {"missing", ""}  -- rare: the caller sends the record to recreate and calls again
+  end
   local rec = cjson.decode(ARGV[12])
   for k, v in pairs(rec) do
     redis.call("HSET", KEYS[1], k, v)

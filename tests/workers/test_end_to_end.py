@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,3 +129,20 @@ def test_email_to_an_unreachable_smtp_server_is_retried_then_dead(
     assert body["state"] == "dead"
     assert body["attempts"] == 3
     assert body["error"]["type"] == "ConnectionRefusedError"
+
+
+def test_a_message_sent_without_the_api_gets_a_status_record_too(client: FlaskClient, worker: RunningWorker) -> None:
+    # Given a report sent straight through Dramatiq (no status record, no Idempotency-Key)
+    message = worker.broker.get_actor("build_report").send(rows=10)
+    # Then the worker creates its record from the message (its id is Dramatiq's, not a 32-hex API id)
+    deadline = time.monotonic() + 10
+    record: dict[bytes, bytes] = {}
+    store = worker.broker.jobfleet_store
+    while time.monotonic() < deadline:
+        record = store.client.hgetall(store.keys.job(message.message_id))
+        if record.get(b"state") == b"succeeded":
+            break
+        time.sleep(0.05)
+    assert record[b"state"] == b"succeeded"
+    assert record[b"type"] == b"report"
+    assert json.loads(record[b"payload"]) == {"rows": 10}
