@@ -14,9 +14,12 @@ def create() -> Flask:
     import os
 
     from app import create_app
+    from jobfleet.redis_check import warn_if_unsafe
     from jobfleet.telemetry import configure_tracing
 
     settings = Settings.from_env()
     configure_logging(settings.log_level, component="api")
     configure_tracing("jobfleet-api", os.environ)
-    return create_app(settings)
+    app = create_app(settings)
+    warn_if_unsafe(app.extensions["jobfleet"].client, where="api")  # loud when Redis could evict queue data
+    return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from jobfleet.logging import configure_logging
+from jobfleet.redis_check import warn_if_unsafe
 from jobfleet.settings import Settings
 from jobfleet.telemetry import configure_tracing
 from middleware.redis_broker import JobfleetRedisBroker
@@ -16,4 +17,6 @@ def setup() -> JobfleetRedisBroker:
     settings = Settings.from_env(os.environ)
     configure_logging(settings.log_level, component="worker")
     configure_tracing("jobfleet-worker", os.environ)
-    return install(settings)
+    broker = install(settings)
+    warn_if_unsafe(broker.client, where="worker")  # loud when this Redis could evict or forget queue data
+    return broker
