@@ -3,8 +3,8 @@ and applies the retry policy (retry, dead-letter or done) — each decision one 
 
 from __future__ import annotations
 
+import json
 import time
-import traceback
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +15,7 @@ from dramatiq.common import dq_name
 from dramatiq.middleware import Middleware, SkipMessage
 
 from middleware.context import JobContext, set_current_job
+from middleware.dead_letters import dead_letter, error_info
 from middleware.errors import JobCancelled, LeaseHeld, LedgerUnavailable, StoreUnavailable
 from middleware.redis_broker import JobfleetRedisBroker
 from middleware.retry_policy import PERMANENT, RetryPolicy, classify
@@ -105,7 +106,7 @@ class JobLifecycle(Middleware):
             "state": "queued",
             "enqueued_at": f"{message.message_timestamp / 1000:.3f}",
             "idempotency_key": idem,
-            "payload": _json(message.kwargs),
+            "payload": json.dumps(message.kwargs),
         }
         try:
             begin = retry_call(
@@ -182,7 +183,7 @@ class JobLifecycle(Middleware):
             message._jf_outcome = Outcome("succeeded", attempt)
             return
 
-        error = _error(exception)
+        error = error_info(exception)
         if isinstance(exception, JobCancelled):
             self._finish(broker, message, attempt, "cancelled", error=error)
             message._jf_outcome = Outcome("cancelled", attempt, exception)
@@ -205,7 +206,7 @@ class JobLifecycle(Middleware):
                     self._redeliver_later(broker, message, delay_ms, retries=retries)
             return
         reason = "permanent" if classify(exception) == PERMANENT else "exhausted"
-        letter = self._dead_letter(message, attempt, error, reason)
+        letter = dead_letter(message, attempt, error, reason)
         if self._finish(broker, message, attempt, "dead", error=error, dead_letter=letter):
             message._jf_outcome = Outcome("dead_lettered", attempt, exception)
 
@@ -291,21 +292,6 @@ class JobLifecycle(Middleware):
             log.error("re-enqueue failed, message kept for redelivery", job_id=message.message_id, error=str(exc))
             message._jf_requeue = True
 
-    def _dead_letter(self, message: Any, attempt: Attempt, error: dict[str, Any], reason: str) -> dict[str, Any]:
-        return {
-            "job_id": attempt.job_id,
-            "type": attempt.job_type,
-            "queue": message.queue_name,
-            "actor": message.actor_name,
-            "payload": message.kwargs,
-            "idempotency_key": attempt.idempotency_key,
-            "reason": reason,
-            "error": error,
-            "trace_id": message.options.get("trace_id"),
-            "traceparent": message.options.get("traceparent"),
-            "message": _replayable(message),
-        }
-
     def _dead_letter_poison(  # noqa: PLR0917
         self,
         broker: dramatiq.Broker,
@@ -323,37 +309,6 @@ class JobLifecycle(Middleware):
             "traceback": "",
         }
         attempt = Attempt(job_id, job_type, idem, token, 0, member, time.time(), None, None)
-        letter = self._dead_letter(message, attempt, error, "crash_loop")
+        letter = dead_letter(message, attempt, error, "crash_loop")
         if self._finish(broker, message, attempt, "dead", error=error, dead_letter=letter):
             message._jf_outcome = Outcome("dead_lettered", attempt)
-
-
-def _error(exc: BaseException) -> dict[str, Any]:
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc)[:2000],
-        "traceback": "".join(traceback.format_exception(exc))[-8000:],
-    }
-
-
-def _replayable(message: Any) -> dict[str, Any]:
-    options = {
-        k: v
-        for k, v in message.options.items()
-        if k
-        not in {"redis_message_id", "eta", "retries", "traceback", "requeue_timestamp", "ready_at", "delivery_token"}
-    }
-    return {
-        "queue_name": message.queue_name.removesuffix(".DQ"),
-        "actor_name": message.actor_name,
-        "args": list(message.args),
-        "kwargs": message.kwargs,
-        "options": options,
-        "message_id": message.message_id,
-    }
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
