@@ -9,7 +9,7 @@ from jobfleet.redis_client import make_client
 from jobfleet.settings import Settings
 from workers.broker import build_store
 
-from . import dlq, health, jobs, metrics, openapi, problems, telemetry
+from . import auth, dlq, health, jobs, limits, metrics, openapi, problems, telemetry
 from .services import Services
 
 
@@ -25,6 +25,8 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     problems.init_app(app)
     metrics.init_app(app, multiprocess_dir=settings.prometheus_multiproc_dir)
     telemetry.init_app(app, tracer_provider=tracer_provider)
+    auth.init_app(app, settings)  # after metrics and tracing, so refused requests are measured and traced
+    limits.init_app(app, settings, client)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(dlq.bp)
     app.register_blueprint(health.bp)

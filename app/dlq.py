@@ -17,6 +17,7 @@ from middleware.dlq import MAX_BULK, DeadLetters, Filter, summary
 
 bp = Blueprint("dlq", __name__, url_prefix="/v1")
 
+MAX_CURSOR = 2**62  # Redis ranges take signed 64-bit positions
 _DEAD_LETTER_ID = re.compile(r"^([0-9a-f]{32}|poison-[\w.-]{1,64})$")
 
 
@@ -34,7 +35,9 @@ class DlqFilter(BaseModel):
 class DlqListQuery(DlqFilter):
     """Query string of GET /v1/dlq."""
 
-    cursor: int = Field(default=0, ge=0, description="Position to continue from (next_cursor of the last page)")
+    cursor: int = Field(
+        default=0, ge=0, le=MAX_CURSOR, description="Position to continue from (next_cursor of the last page)"
+    )
     limit: int = Field(default=50, ge=1, le=500)
 
 
@@ -140,7 +143,12 @@ def audit() -> Response:
     if not 1 <= limit <= 1000:
         raise Problem(400, "bad-limit", "Bad Request", "limit must be an integer from 1 to 1000")
     before = request.args.get("before")
-    if before is not None and not re.fullmatch(r"\d+-\d+", before):
+    if before is not None and (
+        not re.fullmatch(r"\d{1,20}-\d{1,20}", before, flags=re.ASCII)
+        or max(int(p) for p in before.split("-")) >= 2**64
+    ):
         raise Problem(400, "bad-cursor", "Bad Request", "before must be an audit entry id like 1700000000000-0")
+    if before is not None and not any(int(p) for p in before.split("-")):
+        return jsonify({"items": []})  # nothing is older than 0-0 (Redis refuses the exclusive range)
     items = _dlq().audit_log(limit=limit, before=before)
     return jsonify({"items": [{**i, "at": iso(i["at"])} for i in items]})

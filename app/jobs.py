@@ -12,7 +12,9 @@ from typing import Any
 import pydantic
 from flask import Blueprint, Response, jsonify, request
 
+from app.auth import current_caller, current_principal, ensure_owner
 from app.enqueue import submit
+from app.limits import admit_enqueue, check_body_shape
 from app.problems import Problem
 from app.schemas import JobAccepted, JobEvent, JobEvents, JobStatus, iso
 from app.services import services
@@ -26,8 +28,8 @@ _PRINTABLE = re.compile(r"^[\x20-\x7e]{1,255}$")
 
 
 def caller() -> str:
-    """Who is calling: the authenticated client once auth exists, else ``anonymous``."""
-    return "anonymous"
+    """Who is calling: the authenticated API key's caller, else ``anonymous`` (JOBFLEET_AUTH=disabled)."""
+    return current_caller()
 
 
 def validation_problem(what: str, exc: pydantic.ValidationError) -> Problem:
@@ -65,11 +67,17 @@ def read_json_object() -> Any:
         )
     raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
     try:
-        return json.loads(raw or b"")
+        body = json.loads(raw or b"")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Problem(
             400, "malformed-json", "Bad Request", f"the body is not valid JSON: {exc}; send a JSON object"
         ) from None
+    except RecursionError:  # nesting deep enough to exhaust the parser's stack
+        raise Problem(
+            400, "json-too-complex", "Bad Request", "the JSON nests far too deep; send a smaller document"
+        ) from None
+    check_body_shape(body)
+    return body
 
 
 def _delay_seconds(max_delay: int) -> float:
@@ -133,6 +141,7 @@ def enqueue(job_type: str) -> tuple[Response, int]:
         payload = spec.payload.model_validate(body)
     except pydantic.ValidationError as exc:
         raise validation_problem(f"{job_type} payload", exc) from None
+    admit_enqueue(spec.queue_name)
     svc = services()
     submitted = submit(
         svc.store,
@@ -163,6 +172,7 @@ def status(job_id: str) -> Response:
     """The job's state, progress, result or error and attempt history."""
     _check_job_id(job_id)
     record = services().store.get(job_id)
+    ensure_owner(record, job_id)
     return jsonify(JobStatus.from_record(record).model_dump(mode="json"))
 
 
@@ -171,7 +181,7 @@ def events(job_id: str) -> Response:
     """The job's lifecycle events, oldest first."""
     _check_job_id(job_id)
     store = services().store
-    store.get(job_id)  # 404 for unknown ids rather than an empty list
+    ensure_owner(store.get(job_id), job_id)  # 404 for unknown (or another tenant's) ids, not an empty list
     items = [
         JobEvent(id=e["id"], event=e["event"] or "", at=iso(e["at"]), data=e["data"]) for e in store.events(job_id)
     ]
@@ -183,6 +193,8 @@ def cancel(job_id: str) -> tuple[Response, int]:
     """Cancel a waiting job, or ask a running one to stop; 409 when it already finished."""
     _check_job_id(job_id)
     store = services().store
+    if current_principal() is not None:  # the owner never changes, so checking before the cancel script is safe
+        ensure_owner(store.get(job_id), job_id)
     previous = store.cancel(job_id, caller=caller())
     record = store.get(job_id)
     return jsonify(JobStatus.from_record(record).model_dump(mode="json")), 202 if previous == "running" else 200

@@ -29,6 +29,11 @@ _REASONS = {
     "bad-idempotency-key": "bad_idempotency_key",
     "bad-schedule": "bad_schedule",
     "idempotency-key-reused": "idempotency_conflict",
+    "json-too-complex": "too_complex",
+    "unauthorized": "unauthorized",
+    "forbidden": "forbidden",
+    "rate-limited": "rate_limited",
+    "queue-full": "queue_full",
 }
 _REDIS_SLUGS = frozenset({"redis-unavailable", "not-ready"})
 

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
 import jobfleet
-from app.dlq import BulkReplayRequest
+from app.dlq import MAX_CURSOR, BulkReplayRequest
 from app.schemas import Health, JobAccepted, JobEvents, JobStatus, ProblemDetails
 from workers.registry import JOB_TYPES
 
@@ -148,7 +148,12 @@ def build_document() -> dict[str, Any]:
             "summary": "Dead letters, newest first",
             "parameters": [
                 *filters,
-                {"name": "cursor", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR},
+                },
                 {
                     "name": "limit",
                     "in": "query",
@@ -222,7 +227,12 @@ def build_document() -> dict[str, Any]:
                     "required": False,
                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
                 },
-                {"name": "before", "in": "query", "required": False, "schema": {"type": "string"}},
+                {
+                    "name": "before",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,19}-[0-9]{1,19}$"},
+                },
             ],
             "responses": {
                 "200": any_json,
@@ -245,6 +255,7 @@ def build_document() -> dict[str, Any]:
             "responses": {"200": _json("Health", "Ready"), "503": _problem("Redis unreachable")},
         }
     }
+    _secure(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -253,8 +264,44 @@ def build_document() -> dict[str, Any]:
             "description": "Enqueue background jobs and follow them to completion.",
         },
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key from `jobfleet keys issue` (scopes: jobs:write, jobs:read, dlq:admin). "
+                    "Not required when the server runs with JOBFLEET_AUTH=disabled.",
+                }
+            },
+        },
     }
+
+
+def _scope(path: str, method: str) -> str | None:
+    if path.startswith(("/v1/dlq", "/v1/audit")):
+        return "dlq:admin"
+    if path.startswith("/v1/jobs"):
+        return "jobs:read" if method == "get" else "jobs:write"
+    return None
+
+
+def _secure(paths: dict[str, Any]) -> None:
+    """Document the scope each operation needs and the auth and rate-limit answers (app/auth.py, app/limits.py)."""
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            scope = _scope(path, method)
+            if scope is None:
+                operation["security"] = []
+                continue
+            operation["security"] = [{"apiKey": [scope]}]
+            responses = operation["responses"]
+            responses.setdefault("401", _problem("No API key, or not a valid one (WWW-Authenticate says which)"))
+            responses.setdefault("403", _problem(f"The API key lacks the {scope} scope (or this job type)"))
+            responses.setdefault("429", _problem("Rate limit of this caller exceeded; retry after Retry-After"))
+            if path.startswith("/v1/jobs/") and method == "post":
+                responses["400"] = _problem("Malformed JSON, JSON too deep/large, bad Idempotency-Key or schedule")
+                responses["503"] = _problem("Queue full (backpressure) or Redis unavailable; retry after Retry-After")
 
 
 @bp.get("/openapi.json")

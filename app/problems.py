@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from middleware.errors import IdempotencyConflict, InvalidTransition, JobNotFound, StoreUnavailable
+from middleware.errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    QueueFull,
+    RateLimited,
+    StoreUnavailable,
+)
 
 PROBLEM_MIME = "application/problem+json"
 
@@ -74,6 +82,31 @@ def init_app(app: Flask) -> None:
                 "Service Unavailable",
                 "The job store (Redis) is unreachable; nothing was changed. Retry after a few seconds.",
                 headers={"Retry-After": "5"},
+            )
+        )
+
+    @app.errorhandler(RateLimited)
+    def _rate(exc: RateLimited) -> Response:
+        return problem_response(
+            Problem(
+                429,
+                "rate-limited",
+                "Too Many Requests",
+                str(exc),
+                headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
+            )
+        )
+
+    @app.errorhandler(QueueFull)
+    def _full(exc: QueueFull) -> Response:
+        return problem_response(
+            Problem(
+                503,
+                "queue-full",
+                "Service Unavailable",
+                str(exc),
+                headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
+                queue=exc.queue,
             )
         )
 

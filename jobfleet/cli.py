@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobfleet import dlq_cli, load_cli, stack, status_cli
+from jobfleet import dlq_cli, keys_cli, load_cli, stack, status_cli
 from jobfleet.settings import Settings
 from middleware.errors import ConfigError, InvalidTransition, JobNotFound, StoreUnavailable
 
@@ -36,6 +36,9 @@ def _multiprocess_metrics(settings: Settings, component: str) -> None:
 
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     """Serve the API with granian (WSGI interface, blocking threads per worker process)."""
+    from app.auth import check_mode
+
+    check_mode(settings)  # refuse an unauthenticated API on a public address before starting anything
     _multiprocess_metrics(settings, "api")
     return _exec(
         [
@@ -128,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run Redis, API, workers and the queue exporter together").set_defaults(func=cmd_run)
     sub.add_parser("config", help="list settings and defaults").set_defaults(func=cmd_config)
     dlq_cli.register(sub)
+    keys_cli.register(sub)
     status_cli.register(sub)
     stack.register(sub)
     load_cli.register(sub)

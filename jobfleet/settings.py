@@ -80,6 +80,16 @@ def _str(_name: str, raw: str) -> str:
     return raw
 
 
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ConfigError(f"{name}={raw!r} must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of jobfleet; ``Settings.from_env(os.environ)`` at each entry point, tests build their own."""
@@ -162,6 +172,53 @@ class Settings:
     report_dir: str = _var("JOBFLEET_REPORT_DIR", _str, "Where report artifacts are written", ".jobfleet/reports")
     data_dir: str = _var("JOBFLEET_DATA_DIR", _str, "Local state: embedded Redis, logs", ".jobfleet")
     log_level: str = _var("JOBFLEET_LOG_LEVEL", _str, "Log level", "INFO")
+    # --- security and limits (README "Security") ---
+    auth: str = _var(
+        "JOBFLEET_AUTH",
+        _choice("auto", "enabled", "disabled"),
+        "API auth: enabled, disabled (local development only), or auto (enabled when a keys file is set)",
+        "auto",
+    )
+    api_keys_file: str = _var(
+        "JOBFLEET_API_KEYS_FILE", _str, "JSON or TOML file of API keys (caller, sha256 of the key, scopes)", ""
+    )
+    rate_limit_per_second: float = _var(
+        "JOBFLEET_RATE_LIMIT_PER_SECOND", _pos_float(0.0), "Requests per second per caller (0: no rate limit)", 500.0
+    )
+    rate_limit_burst: int = _var(
+        "JOBFLEET_RATE_LIMIT_BURST", _pos_int(1), "Requests a caller may send at once (token bucket size)", 1000
+    )
+    max_queue_depth: int = _var(
+        "JOBFLEET_MAX_QUEUE_DEPTH",
+        _pos_int(0),
+        "Messages a queue may hold (ready + delayed + in flight) before enqueue answers 503 (0: no limit)",
+        100_000,
+    )
+    max_json_depth: int = _var("JOBFLEET_MAX_JSON_DEPTH", _pos_int(1), "Deepest nesting of a request body", 32)
+    max_json_items: int = _var(
+        "JOBFLEET_MAX_JSON_ITEMS", _pos_int(1), "Most keys + array elements in a request body", 10_000
+    )
+    max_json_string: int = _var(
+        "JOBFLEET_MAX_JSON_STRING", _pos_int(1), "Longest string (or object key) in a request body", 262_144
+    )
+    webhook_allowed_hosts: str = _var(
+        "JOBFLEET_WEBHOOK_ALLOWED_HOSTS",
+        _str,
+        "Comma-separated hosts (example.com, *.example.com) or CIDRs webhooks may call; * = any public host",
+        "*",
+    )
+    webhook_allowed_networks: str = _var(
+        "JOBFLEET_WEBHOOK_ALLOWED_NETWORKS",
+        _str,
+        "Comma-separated CIDRs webhooks may call although loopback/private/link-local (e.g. 10.1.0.0/16)",
+        "",
+    )
+    redis_ca_file: str = _var(
+        "JOBFLEET_REDIS_CA_FILE", _str, "CA bundle to verify a rediss:// server (empty: system CAs)", ""
+    )
+    redis_password_file: str = _var(
+        "JOBFLEET_REDIS_PASSWORD_FILE", _str, "File holding the Redis password (instead of one in REDIS_URL)", ""
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -187,6 +244,10 @@ class Settings:
             )
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"JOBFLEET_LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        if self.auth == "enabled" and not self.api_keys_file:
+            raise ConfigError(
+                "JOBFLEET_AUTH=enabled needs JOBFLEET_API_KEYS_FILE (issue keys with `jobfleet keys issue`)"
+            )
         if not self.namespace or ":" in self.namespace:
             raise ConfigError(f"JOBFLEET_NAMESPACE={self.namespace!r} must be non-empty and contain no ':'")
 
@@ -194,6 +255,11 @@ class Settings:
     def effective_redis_url(self) -> str:
         """The Redis URL to use (the default local one when REDIS_URL is unset)."""
         return self.redis_url or f"redis://127.0.0.1:{self.local_redis_port}/0"
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether the API requires an API key: explicit, or ``auto`` with a keys file configured."""
+        return self.auth == "enabled" or (self.auth == "auto" and bool(self.api_keys_file))
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:

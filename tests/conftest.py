@@ -116,6 +116,19 @@ class RedisServer:
         self.start()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _loopback_webhooks_allowed() -> Iterator[None]:
+    """Worker processes started by tests read the environment: let them call the loopback webhook receiver."""
+    name = "JOBFLEET_WEBHOOK_ALLOWED_NETWORKS"
+    previous = os.environ.get(name)
+    os.environ[name] = "127.0.0.1/32"
+    yield
+    if previous is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = previous
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
@@ -152,6 +165,10 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
         max_backoff_seconds=0.2,
         max_retries=2,
         heartbeat_timeout_seconds=3.0,
+        # Most tests exercise the jobs, not the keys (tests/security/ covers auth); the webhook receiver
+        # listens on loopback, which the SSRF guard refuses unless allowed.
+        auth="disabled",
+        webhook_allowed_networks="127.0.0.1/32",
     )
 
 
