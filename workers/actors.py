@@ -14,6 +14,7 @@ from jobfleet.settings import Settings
 from middleware.context import current_job, report_progress, set_result
 from middleware.errors import PermanentError
 from workers.jobs import email, report, webhook
+from workers.jobs.ssrf import DestinationPolicy
 from workers.payloads import EmailPayload, JobPayload, ReportPayload, WebhookPayload
 from workers.registry import JOB_TYPES
 
@@ -51,9 +52,11 @@ def declare_actors(broker: dramatiq.Broker, settings: Settings) -> dict[str, dra
         starttls=settings.smtp_starttls,
     )
 
+    destinations = DestinationPolicy.from_settings(settings.webhook_allowed_hosts, settings.webhook_allowed_networks)
+
     def deliver_webhook(**kwargs: Any) -> dict[str, Any]:
         _, key = _ids()
-        return webhook.deliver(_validated(WebhookPayload, kwargs), idempotency_key=key)
+        return webhook.deliver(_validated(WebhookPayload, kwargs), idempotency_key=key, destinations=destinations)
 
     def build_report(**kwargs: Any) -> dict[str, Any]:
         job_id, _ = _ids()

@@ -8,7 +8,8 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
-_EMAIL = re.compile(r"^[^@\s<>,;]{1,64}@[A-Za-z0-9.-]{1,253}$")
+# No spaces or control characters, spelled out (not \s) so the OpenAPI pattern means the same in every dialect.
+_EMAIL = re.compile(r"^[^@\x00-\x20\x7f<>,;]{1,64}@[A-Za-z0-9.-]{1,253}$")
 _RESERVED_HEADERS = {"content-type", "content-length", "host", "idempotency-key", "transfer-encoding"}
 
 
@@ -34,9 +35,19 @@ class WebhookPayload(JobPayload):
         }
     )
 
-    url: AnyHttpUrl = Field(description="http(s) URL to POST to")
+    url: AnyHttpUrl = Field(
+        description="http(s) URL to POST to", json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+"}
+    )
     payload: dict[str, Any] | list[Any] = Field(description="JSON body sent to the URL")
-    headers: dict[str, str] = Field(default_factory=dict, max_length=32, description="Extra request headers")
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Extra request headers",
+        json_schema_extra={
+            "propertyNames": {"pattern": _HEADER_NAME.pattern},
+            "additionalProperties": {"type": "string", "maxLength": 4096, "pattern": "^[^\r\n]*$"},
+        },
+    )
     timeout_seconds: float = Field(default=10.0, gt=0, le=60, description="Connect + read timeout")
 
     @field_validator("headers")
@@ -71,8 +82,10 @@ class EmailPayload(JobPayload):
         }
     )
 
-    to: str = Field(max_length=320, description="Recipient address")
-    subject: str = Field(min_length=1, max_length=998, description="Subject line")
+    to: str = Field(max_length=320, description="Recipient address", json_schema_extra={"pattern": _EMAIL.pattern})
+    subject: str = Field(
+        min_length=1, max_length=998, description="Subject line", json_schema_extra={"pattern": "^[^\r\n]*$"}
+    )
     body: str = Field(max_length=256 * 1024, description="Plain-text body")
 
     @field_validator("to")
