@@ -48,8 +48,10 @@ def test_quick_bench_reports_every_figure_as_json() -> None:
     assert drain["ratio"] > 0
     assert drain["jobfleet"]["commands_by_name_per_job"]["evalsha"] > 0
     rt = result["commands"]
-    assert rt["jobfleet"]["by_command"]["evalsha:begin"] == pytest.approx(1.0, abs=0.1)
-    assert rt["jobfleet"]["by_command"]["evalsha:finish"] == pytest.approx(1.0, abs=0.1)
+    # One begin and one finish per job; a few more at start-up, when threads race to load the scripts
+    # (NOSCRIPT, SCRIPT LOAD, EVALSHA again), which is visible with 60 jobs and vanishes with 20,000.
+    assert 1.0 <= rt["jobfleet"]["by_command"]["evalsha:begin"] <= 1.4
+    assert 1.0 <= rt["jobfleet"]["by_command"]["evalsha:finish"] <= 1.4
     api = result["api"]
     assert api["minimal_send"]["requests_per_second"] > 0
     assert api["jobfleet"]["requests_per_second"] > 0
