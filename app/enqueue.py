@@ -43,6 +43,7 @@ def submit(
     idempotency_ttl: int,
     delay_seconds: float = 0.0,
     trace_context: dict[str, str] | None = None,
+    max_queue_depth: int = 0,
 ) -> Submitted:
     """Create and enqueue the job (or find the one an earlier request with this key created)."""
     job_id = uuid.uuid4().hex
@@ -101,6 +102,7 @@ def submit(
         fingerprint=fp,
         idempotency_ttl=idempotency_ttl,
         event={"type": job_type.name, "delay_seconds": delay_seconds, "caller": caller},
+        max_queue_depth=max_queue_depth,
     )
     if not created and found_fp != fp:
         raise IdempotencyConflict(

@@ -141,7 +141,7 @@ def enqueue(job_type: str) -> tuple[Response, int]:
         payload = spec.payload.model_validate(body)
     except pydantic.ValidationError as exc:
         raise validation_problem(f"{job_type} payload", exc) from None
-    admit_enqueue(spec.queue_name)
+    admit_enqueue()
     svc = services()
     submitted = submit(
         svc.store,
@@ -152,6 +152,7 @@ def enqueue(job_type: str) -> tuple[Response, int]:
         idempotency_ttl=svc.settings.idempotency_window_seconds,
         delay_seconds=delay,
         trace_context=current_trace_context(),
+        max_queue_depth=svc.settings.max_queue_depth,
     )
     status_url = f"/v1/jobs/{submitted.job_id}"
     body_out = JobAccepted(

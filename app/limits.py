@@ -22,9 +22,10 @@ def admission() -> Admission:
     return found
 
 
-def admit_enqueue(queue_name: str) -> None:
-    """Rate-limit the caller and check ``queue_name``'s depth, in one Redis call (raises RateLimited/QueueFull)."""
-    admission().admit(current_caller(), (queue_name,))
+def admit_enqueue() -> None:
+    """Rate-limit the caller (raises RateLimited). The queue-depth check runs inside the submit script itself:
+    atomic with the enqueue, and no extra round trip."""
+    admission().admit(current_caller())
 
 
 def check_json_shape(value: Any, *, max_depth: int, max_items: int, max_string: int) -> None:
@@ -74,7 +75,7 @@ def retry_after(seconds: float) -> str:
 
 
 def init_app(app: Flask, settings: Settings, client: redis.Redis) -> None:
-    """Rate-limit every non-public endpoint per caller (the enqueue view does it together with its depth check)."""
+    """Rate-limit every non-public endpoint per caller (the enqueue view does it once the body is valid)."""
     # Without auth every request is the one caller "anonymous" (local development): no rate limit to apply.
     rate = settings.rate_limit_per_second if settings.auth_enabled else 0.0
     limiter = Admission(
@@ -82,7 +83,6 @@ def init_app(app: Flask, settings: Settings, client: redis.Redis) -> None:
         Keys(settings.namespace),
         rate_per_second=rate,
         burst=settings.rate_limit_burst,
-        max_queue_depth=settings.max_queue_depth,
     )
     app.extensions["jobfleet_admission"] = limiter
     if rate <= 0:

@@ -12,12 +12,14 @@ from typing import Any, TypeVar, cast
 
 import redis
 
-from middleware.errors import InvalidTransition, JobNotFound, StoreUnavailable
+from middleware.errors import InvalidTransition, JobNotFound, QueueFull, StoreUnavailable
 from middleware.keys import Keys
 
 T = TypeVar("T")
 
 EVENTS_MAX = 100
+# A full queue drains at the workers' pace, not the client's: ask for a pause long enough to matter.
+QUEUE_FULL_RETRY_AFTER_SECONDS = 5
 AUDIT_MAX = 10_000
 STATES = ("queued", "scheduled", "running", "retrying", "succeeded", "failed", "dead", "cancelled")
 TERMINAL_STATES = frozenset({"succeeded", "failed", "dead", "cancelled"})
@@ -107,8 +109,14 @@ class JobStore:
         fingerprint: str,
         idempotency_ttl: int,
         event: dict[str, Any],
+        max_queue_depth: int = 0,
     ) -> tuple[bool, str, str]:
-        """Create the job and push its message; return (created, job_id, fingerprint of the existing one)."""
+        """Create the job and push its message; return (created, job_id, fingerprint of the existing one).
+
+        Raise QueueFull when the queue (ready + delayed) already holds ``max_queue_depth`` messages (0: no limit).
+        """
+        ready_queue = queue_name.removesuffix(".DQ")
+        other_half = ready_queue if queue_name.endswith(".DQ") else f"{ready_queue}.DQ"
         flat: list[Any] = []
         for name, value in fields.items():
             flat += [name, value]
@@ -120,6 +128,7 @@ class JobStore:
                 self.keys.queue(queue_name),
                 self.keys.queue_messages(queue_name),
                 idempotency_key or "",
+                self.keys.queue_messages(other_half),
             ],
             [
                 self.job_ttl,
@@ -131,12 +140,20 @@ class JobStore:
                 EVENTS_MAX,
                 job_id,
                 json.dumps(event),
+                max_queue_depth,
                 *flat,
             ],
         )
         verdict, value = result[0].decode(), result[1].decode()
         if verdict == "created":
             return True, value, fingerprint
+        if verdict == "full":
+            raise QueueFull(
+                f"queue {ready_queue!r} is full ({value} messages, limit {max_queue_depth}); nothing was enqueued, "
+                f"retry in {QUEUE_FULL_RETRY_AFTER_SECONDS}s",
+                ready_queue,
+                retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS,
+            )
         existing_id, _, existing_fp = value.partition(" ")
         return False, existing_id, existing_fp
 

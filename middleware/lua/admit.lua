@@ -1,19 +1,9 @@
--- Admission control for one request, one round trip: queue depth (backpressure), then the caller's token bucket.
--- KEYS: 1 token bucket hash of the caller, 2.. message hashes (<queue>.msgs) whose total is the queue's depth
--- ARGV: 1 refill rate (tokens/s, 0 = no rate limit), 2 bucket size, 3 max depth (0 = no limit)
--- Returns {"ok", 0} | {"rate", retry_after_ms} | {"full", depth}. Time comes from Redis so every API process
--- shares one clock.
+-- Rate limit for one request, one round trip: the caller's token bucket. (Queue depth is checked by submit.lua,
+-- atomically with the enqueue.)
+-- KEYS: 1 token bucket hash of the caller
+-- ARGV: 1 refill rate (tokens/s, 0 = no rate limit), 2 bucket size
+-- Returns {"ok", 0} | {"rate", retry_after_ms}. Time comes from Redis so every API process shares one clock.
 if redis.replicate_commands then redis.replicate_commands() end -- Redis 5/6: needed before TIME + writes
-local max_depth = tonumber(ARGV[3])
-if max_depth > 0 and #KEYS > 1 then
-  local depth = 0
-  for i = 2, #KEYS do
-    depth = depth + redis.call("HLEN", KEYS[i])
-  end
-  if depth >= max_depth then
-    return {"full", depth}
-  end
-end
 local rate = tonumber(ARGV[1])
 if rate <= 0 then
   return {"ok", 0}

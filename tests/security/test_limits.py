@@ -66,6 +66,13 @@ def test_a_full_queue_answers_503_with_retry_after_and_no_accepted_job_is_lost(
     ) == len(refused)
     # Delayed jobs count towards the depth too
     assert client.post("/v1/jobs/report?delay_seconds=60", json={}).status_code == 503
+    # A client retrying a request that was accepted gets its job back even while the queue is full
+    keyed = create_app(dataclasses.replace(settings, max_queue_depth=6)).test_client()
+    first = keyed.post("/v1/jobs/report", json={"rows": 2}, headers={"Idempotency-Key": "retry-me"})
+    assert first.status_code == 202
+    again = keyed.post("/v1/jobs/report", json={"rows": 2}, headers={"Idempotency-Key": "retry-me"})
+    assert (again.status_code, again.get_json()["job_id"]) == (202, first.get_json()["job_id"])
+    accepted.append(first.get_json()["job_id"])
     # And other queues are not affected
     assert client.post("/v1/jobs/email", json={"to": "a@example.com", "subject": "s", "body": ""}).status_code == 202
     # When a worker drains the queue, every accepted job succeeds and the queue takes jobs again
