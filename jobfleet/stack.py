@@ -337,8 +337,10 @@ class Stack:
             if component is None or not component.alive():
                 continue
             grace = self.settings.shutdown_timeout_seconds + 10 if name == "worker" else 15
+            # The leader only: the dramatiq master forwards SIGTERM to its workers, and a second SIGTERM to a
+            # worker means "kill now" (it would abandon its drain).
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(component.pid, signal.SIGTERM)
+                os.kill(component.pid, signal.SIGTERM)
             deadline = time.monotonic() + grace
             while component.alive() and time.monotonic() < deadline:
                 time.sleep(0.1)

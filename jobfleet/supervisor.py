@@ -149,8 +149,10 @@ class Supervisor:
 
 
 def _terminate(proc: subprocess.Popen[bytes], grace: float, name: str) -> None:
+    # SIGTERM to the group leader only: the dramatiq master forwards it to its worker processes, and a worker that
+    # gets a second SIGTERM (one from us, one forwarded) takes it as "kill now" and abandons its drain.
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     try:

@@ -126,7 +126,11 @@ def test_worker_grace_period_covers_the_drain_timeout_with_a_margin() -> None:
     timeout = int(find("ConfigMap", "jobfleet-config")["data"]["JOBFLEET_SHUTDOWN_TIMEOUT_SECONDS"])
     pod = find("Deployment", "jobfleet-worker")["spec"]["template"]["spec"]
     assert 10 <= pod["terminationGracePeriodSeconds"] - timeout <= 30
-    assert pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1] == "kill -TERM 1"
+    # SIGTERM once, then wait: the kubelet's own SIGTERM (sent when preStop returns) would be a second one,
+    # which a dramatiq worker treats as "kill now".
+    assert pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1] == (
+        "kill -TERM 1; while kill -0 1 2>/dev/null; do sleep 1; done"
+    )
     api = find("Deployment", "jobfleet-api")["spec"]["template"]["spec"]
     assert api["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
 
