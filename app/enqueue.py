@@ -74,7 +74,7 @@ def submit(
         message_timestamp=now_ms,
     )
     state = "scheduled" if delay_ms > 0 else "queued"
-    fp = fingerprint(payload, delay_ms)
+    fp = fingerprint(payload, delay_ms) if idempotency_key else ""  # only compared for a repeated key
     fields = {
         "id": job_id,
         "type": job_type.name,
