@@ -95,7 +95,9 @@ class _JobfleetConsumer(_RedisConsumer):
             members = cast(set[bytes], self.broker.client.smembers(self._keys[2]))
             orphans = [m.decode() for m in members if m.decode() not in held]
             if orphans:
-                log.warning("requeueing delayed messages dropped by a consumer restart", count=len(orphans))
+                log.warning(
+                    "requeueing unacked messages this worker no longer holds", queue=self.queue_name, count=len(orphans)
+                )
                 self.broker.do_requeue(self.queue_name, *orphans)
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
