@@ -93,7 +93,7 @@ class QueueReader:
             pipe.hget(k.queue_messages(name), message_id)
         for worker in workers:
             for name in names:
-                pipe.scard(f"{k.acks_prefix()}{worker}.{name}")
+                pipe.scard(k.acks(worker, name))
         second: list[Any] = pipe.execute() if heads or workers else []
 
         oldest_age = dict.fromkeys(names, 0.0)

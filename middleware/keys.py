@@ -21,10 +21,6 @@ class Keys:
         """Hash of message id -> encoded message for a queue."""
         return f"{self.ns}:{queue_name}.msgs"
 
-    def acks_prefix(self) -> str:
-        """Prefix of the per-(worker, queue) sets of fetched-but-unacked message ids."""
-        return f"{self.ns}:__acks__."
-
     def acks(self, worker_id: str, queue_name: str) -> str:
         """Set of message ids one worker (broker id) fetched from a queue and has not acked."""
         return f"{self.ns}:__acks__.{worker_id}.{queue_name}"

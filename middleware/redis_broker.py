@@ -16,6 +16,8 @@ from dramatiq.common import compute_backoff, current_millis, dq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
+from middleware.keys import Keys
+
 log = structlog.get_logger(__name__)
 
 
@@ -42,7 +44,7 @@ class JobfleetRedisBroker(RedisBroker):
 
     def heartbeat(self) -> None:
         """Mark this worker process alive, even when every thread is busy and nothing is fetched."""
-        self.client.zadd(f"{self.namespace}:__heartbeats__", {self.broker_id: current_millis()})
+        self.client.zadd(Keys(self.namespace).heartbeats(), {self.broker_id: current_millis()})
 
     def run_maintenance(self) -> None:
         """Requeue unacked messages of workers whose heartbeat is stale, for every declared queue."""
@@ -67,12 +69,12 @@ class JobfleetRedisBroker(RedisBroker):
 class _JobfleetConsumer(_RedisConsumer):
     def __init__(self, broker: JobfleetRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
         super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
-        ns = broker.namespace
+        keys = Keys(broker.namespace)
         self._keys = [
-            f"{ns}:{queue_name}",
-            f"{ns}:{queue_name}.msgs",
-            f"{ns}:__acks__.{broker.broker_id}.{queue_name}",
-            f"{ns}:__heartbeats__",
+            keys.queue(queue_name),
+            keys.queue_messages(queue_name),
+            keys.acks(broker.broker_id, queue_name),
+            keys.heartbeats(),
         ]
         # Stock idle polling backs off up to the worker timeout (1 s): a job arriving at an idle worker waited up
         # to a second. Ready queues poll at most every 25 ms (about 40 cheap calls a second per idle queue);

@@ -57,8 +57,8 @@ def test_scheduled_jobs_are_delayed_not_ready(client: FlaskClient, settings: Set
 def test_unacked_messages_of_known_workers_are_in_flight(settings: Settings, redis_client: redis.Redis) -> None:
     keys = Keys(settings.namespace)
     redis_client.zadd(keys.heartbeats(), {"w1": int(time.time() * 1000), "w2": int(time.time() * 1000) - 60_000})
-    redis_client.sadd(f"{keys.acks_prefix()}w1.webhooks", "a", "b")
-    redis_client.sadd(f"{keys.acks_prefix()}w2.webhooks", "c")
+    redis_client.sadd(keys.acks("w1", "webhooks"), "a", "b")
+    redis_client.sadd(keys.acks("w2", "webhooks"), "c")
 
     registry = exporter(settings)
 
