@@ -48,7 +48,8 @@ def test_terminate_sends_one_sigterm_that_the_master_forwards(tmp_path: Path) ->
     master = subprocess.Popen([sys.executable, "-c", MASTER, str(record), WORKER], start_new_session=True)
     try:
         deadline = time.monotonic() + 10
-        while not Path(f"{record}.ready").exists()  # the worker's handler is installed and time.monotonic() < deadline:
+        # Wait until the worker's handler is installed.
+        while not Path(f"{record}.ready").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
         _terminate(master, 10, "fake-fleet")
         assert master.returncode == 0
