@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
@@ -26,8 +27,12 @@ _FINAL = {"succeeded": "succeeded", "dead_lettered": "dead", "cancelled": "cance
 
 def queue_label(message: Any) -> str:
     """The queue a message belongs to (delayed messages report their base queue)."""
-    name: str = message.queue_name
-    return name.removesuffix(".DQ")
+    return base_queue(message.queue_name)
+
+
+def base_queue(queue_name: str) -> str:
+    """``queue_name`` without Dramatiq's delay-queue suffix."""
+    return queue_name.removesuffix(".DQ")
 
 
 def accepted_at(message: Any, attempt: Any) -> float:
@@ -36,6 +41,31 @@ def accepted_at(message: Any, attempt: Any) -> float:
     if enqueued:
         return float(enqueued)
     return float(message.options.get("accepted_at") or message.message_timestamp / 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """One (queue, actor)'s labelled children. ``labels()`` takes a lock and validates its arguments on every call;
+    resolving the children once keeps that off the per-job path. In multiprocess mode they are mmap-backed values."""
+
+    started: Counter
+    in_progress: Gauge
+    queue_wait: Histogram
+    run_seconds: Histogram
+    outcomes: dict[str, Counter]  # Outcome event -> its counter
+    end_to_end: dict[str, Histogram]  # final Outcome event -> the end-to-end histogram for its ``outcome`` label
+    failed: Counter  # the family: its children are resolved per exception label on first use
+    queue: str
+    actor: str
+    failed_by_exception: dict[str, Counter] = field(default_factory=dict)
+
+    def failed_for(self, exception: BaseException) -> Counter:
+        """The failure counter for ``exception``'s bounded label (see ``exception_label``)."""
+        label = exception_label(exception)
+        child = self.failed_by_exception.get(label)
+        if child is None:
+            child = self.failed_by_exception[label] = self.failed.labels(self.queue, self.actor, label)
+        return child
 
 
 class WorkerMetrics(Middleware):
@@ -87,6 +117,9 @@ class WorkerMetrics(Middleware):
         self.threads = Gauge(
             "jobfleet_worker_threads", "Worker threads in live processes", multiprocess_mode="livesum", registry=r
         )
+        # (message.queue_name, actor name) -> its children; bounded by the declared actors and their delay queues.
+        # Two threads racing to fill an entry get the same children from labels(), so no lock is needed.
+        self._series: dict[tuple[str, str], _Series] = {}
 
     @property
     def forks(self) -> list[Callable[[], Any]]:
@@ -97,15 +130,10 @@ class WorkerMetrics(Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         """Called when a worker's threads started: count them, and start every actor's series at zero."""
         self.threads.set(worker.worker_threads)
-        # A counter born at its first increment hides that increment from rate(); zeros make it count.
+        # A counter born at its first increment hides that increment from rate(); zeros make it count. Resolving
+        # each actor's series creates every (queue, actor) child (all but the per-exception failures) at zero.
         for actor_name in broker.get_declared_actors():
-            labels = (broker.get_actor(actor_name).queue_name, actor_name)
-            for metric in (self.started, self.succeeded, self.retried, self.dead_lettered, self.duplicates):
-                metric.labels(*labels)
-            for family in (self.cancelled, self.run_seconds, self.queue_wait, self.in_progress):
-                family.labels(*labels)
-            for outcome in _FINAL.values():
-                self.end_to_end.labels(*labels, outcome)
+            self._series_for(broker.get_actor(actor_name).queue_name, actor_name)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         """Called when a worker stopped: its threads are gone; drop this process's live gauges."""
@@ -121,11 +149,11 @@ class WorkerMetrics(Middleware):
 
     def attempt_started(self, message: Any, attempt: Any) -> None:
         """AttemptStarted listener: JobLifecycle claimed the attempt and the actor is about to run."""
-        queue, actor = queue_label(message), message.actor_name
-        self.started.labels(queue, actor).inc()
-        self.in_progress.labels(queue, actor).inc()
+        series = self._series_for(message.queue_name, message.actor_name)
+        series.started.inc()
+        series.in_progress.inc()
         ready_at = attempt.ready_at or message.options.get("ready_at") or accepted_at(message, attempt)
-        self.queue_wait.labels(queue, actor).observe(max(0.0, attempt.started - float(ready_at)))
+        series.queue_wait.observe(max(0.0, attempt.started - float(ready_at)))
         message._jf_metrics_started = time.perf_counter()
 
     def after_process_message(
@@ -138,35 +166,51 @@ class WorkerMetrics(Middleware):
     ) -> None:
         """Called after JobLifecycle recorded the attempt: time it and count its outcome."""
         self.threads_busy.dec()
-        queue, actor = queue_label(message), message.actor_name
+        series = self._series_for(message.queue_name, message.actor_name)
         started = getattr(message, "_jf_metrics_started", None)
         if started is not None:
             del message._jf_metrics_started
-            self.in_progress.labels(queue, actor).dec()
-            self.run_seconds.labels(queue, actor).observe(time.perf_counter() - started)
+            series.in_progress.dec()
+            series.run_seconds.observe(time.perf_counter() - started)
             if exception is not None:
-                self.failed.labels(queue, actor, exception_label(exception)).inc()
-        self._count_outcome(message, queue, actor)
+                series.failed_for(exception).inc()
+        self._count_outcome(message, series)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         """Called when JobLifecycle skipped a delivery (duplicate, cancelled, poison): count why."""
         self.threads_busy.dec()
-        self._count_outcome(message, queue_label(message), message.actor_name)
+        self._count_outcome(message, self._series_for(message.queue_name, message.actor_name))
 
-    def _count_outcome(self, message: Any, queue: str, actor: str) -> None:
+    def _count_outcome(self, message: Any, series: _Series) -> None:
         outcome = getattr(message, "_jf_outcome", None)
         if outcome is None:
             return
-        counter = {
-            "succeeded": self.succeeded,
-            "retried": self.retried,
-            "dead_lettered": self.dead_lettered,
-            "cancelled": self.cancelled,
-            "duplicate_skipped": self.duplicates,
-        }.get(outcome.event)
+        counter = series.outcomes.get(outcome.event)
         if counter is not None:
-            counter.labels(queue, actor).inc()
-        final = _FINAL.get(outcome.event)
-        if final is not None:
-            elapsed = max(0.0, time.time() - accepted_at(message, outcome.attempt))
-            self.end_to_end.labels(queue, actor, final).observe(elapsed)
+            counter.inc()
+        end_to_end = series.end_to_end.get(outcome.event)
+        if end_to_end is not None:
+            end_to_end.observe(max(0.0, time.time() - accepted_at(message, outcome.attempt)))
+
+    def _series_for(self, queue_name: str, actor: str) -> _Series:
+        series = self._series.get((queue_name, actor))
+        if series is None:
+            queue = base_queue(queue_name)
+            series = self._series[queue_name, actor] = _Series(
+                started=self.started.labels(queue, actor),
+                in_progress=self.in_progress.labels(queue, actor),
+                queue_wait=self.queue_wait.labels(queue, actor),
+                run_seconds=self.run_seconds.labels(queue, actor),
+                outcomes={
+                    "succeeded": self.succeeded.labels(queue, actor),
+                    "retried": self.retried.labels(queue, actor),
+                    "dead_lettered": self.dead_lettered.labels(queue, actor),
+                    "cancelled": self.cancelled.labels(queue, actor),
+                    "duplicate_skipped": self.duplicates.labels(queue, actor),
+                },
+                end_to_end={event: self.end_to_end.labels(queue, actor, final) for event, final in _FINAL.items()},
+                failed=self.failed,
+                queue=queue,
+                actor=actor,
+            )
+        return series

@@ -176,3 +176,62 @@ def test_multiprocess_counters_add_up_across_processes_and_dead_processes_leave_
     assert registry.get_sample_value("jobfleet_jobs_started_total", WEBHOOK) == 10
     assert registry.get_sample_value("jobfleet_worker_threads") == 6
     promtool_check(generate_latest(registry))
+
+
+_HOOKS_CHILD = textwrap.dedent(
+    """
+    import os, time
+    from dramatiq import Message
+    from dramatiq.broker import MessageProxy
+    from middleware.lifecycle import Attempt, Outcome
+    from middleware.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics(multiprocess_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+    def deliver(queue_name, event, exception=None):
+        now = time.time()
+        message = MessageProxy(Message(queue_name=queue_name, actor_name="deliver_webhook", args=(), kwargs={},
+                                       options={}, message_id="m", message_timestamp=int(now * 1000)))
+        attempt = Attempt("m", "webhook", "k", "t", 1, "r", now, now, now)
+        metrics.before_process_message(None, message)
+        metrics.attempt_started(message, attempt)
+        message._jf_outcome = Outcome(event, attempt, exception)
+        metrics.after_process_message(None, message, exception=exception)
+
+    deliver("webhooks", "retried", RuntimeError("boom"))
+    deliver("webhooks.DQ", "succeeded")
+    deliver("webhooks", "retried", RuntimeError("again"))
+    deliver("webhooks.DQ", "dead_lettered", KeyError("gone"))
+    """
+)
+
+
+def test_per_job_hooks_write_every_series_in_multiprocess_mode_and_delayed_deliveries_count_on_the_base_queue(
+    tmp_path: Path,
+) -> None:
+    # Given a worker process in multiprocess mode that ran four attempts, two of them from the delay queue
+    folder = tmp_path / "prom"
+    folder.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    subprocess.run([sys.executable, "-c", _HOOKS_CHILD], env=env, check=True, timeout=60)
+
+    # When the metrics endpoint aggregates its files
+    registry = multiprocess_registry(folder)
+
+    # Then every attempt and outcome is on the base queue's series, failures per exception class
+    assert registry.get_sample_value("jobfleet_jobs_started_total", WEBHOOK) == 4
+    assert registry.get_sample_value("jobfleet_job_run_seconds_count", WEBHOOK) == 4
+    assert registry.get_sample_value("jobfleet_job_queue_wait_seconds_count", WEBHOOK) == 4
+    assert registry.get_sample_value("jobfleet_jobs_failed_total", {**WEBHOOK, "exception": "RuntimeError"}) == 2
+    assert registry.get_sample_value("jobfleet_jobs_failed_total", {**WEBHOOK, "exception": "KeyError"}) == 1
+    assert registry.get_sample_value("jobfleet_jobs_retried_total", WEBHOOK) == 2
+    assert registry.get_sample_value("jobfleet_jobs_succeeded_total", WEBHOOK) == 1
+    assert registry.get_sample_value("jobfleet_jobs_dead_lettered_total", WEBHOOK) == 1
+    assert registry.get_sample_value("jobfleet_job_end_to_end_seconds_count", {**WEBHOOK, "outcome": "succeeded"}) == 1
+    assert registry.get_sample_value("jobfleet_job_end_to_end_seconds_count", {**WEBHOOK, "outcome": "dead"}) == 1
+    assert registry.get_sample_value("jobfleet_jobs_in_progress", WEBHOOK) == 0
+    assert registry.get_sample_value("jobfleet_worker_threads_busy") == 0
+    assert (
+        registry.get_sample_value("jobfleet_jobs_started_total", {"queue": "webhooks.DQ", "actor": "deliver_webhook"})
+        is None
+    )
