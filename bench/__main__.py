@@ -36,6 +36,7 @@ from dramatiq.brokers.redis import RedisBroker
 from app.enqueue import submit
 from jobfleet.embedded_redis import free_port, port_open, start_redis
 from jobfleet.settings import Settings
+from middleware.store import script_source
 from workers.broker import build_store
 from workers.payloads import JobPayload
 from workers.registry import JobType
@@ -172,10 +173,13 @@ def worker_argv(system: str) -> list[str]:
 def script_names() -> dict[str, str]:
     """sha1 → readable name for every Lua script either system runs."""
     names = {}
-    for package, folder in (("middleware", "lua"), ("dramatiq.brokers", "redis")):
-        for path in (resources.files(package) / folder).iterdir():
-            if path.name.endswith(".lua"):
-                names[hashlib.sha1(path.read_bytes()).hexdigest()] = path.name.removesuffix(".lua")  # noqa: S324
+    for path in (resources.files("middleware") / "lua").iterdir():
+        if path.name.endswith(".lua"):
+            name = path.name.removesuffix(".lua")
+            names[hashlib.sha1(script_source(name).encode()).hexdigest()] = name  # noqa: S324
+    for path in (resources.files("dramatiq.brokers") / "redis").iterdir():
+        if path.name.endswith(".lua"):
+            names[hashlib.sha1(path.read_bytes()).hexdigest()] = path.name.removesuffix(".lua")  # noqa: S324
     return names
 
 

@@ -48,8 +48,11 @@ class Keys:
         return f"{self.ns}:idem:{caller}:{job_type}:{digest}"
 
     def ledger(self, job_type: str, idempotency_key: str) -> str:
-        """Hash: the worker-side idempotency ledger entry (lease while running, result when done)."""
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+        """Hash: the worker-side idempotency ledger entry (lease while running, result when done).
+
+        SHA-1, not SHA-256, because fetch.lua derives the same name with Redis's ``redis.sha1hex`` (a key name,
+        not a security boundary: the key is already prefixed by the caller and the job type)."""
+        digest = hashlib.sha1(idempotency_key.encode(), usedforsecurity=False).hexdigest()[:32]
         return f"{self.ns}:ledger:{job_type}:{digest}"
 
     def dlq_index(self) -> str:

@@ -14,19 +14,18 @@ import structlog
 from dramatiq.common import dq_name
 from dramatiq.middleware import Middleware, SkipMessage
 
+from middleware.claims import Claims, Delivery, delivery, option
 from middleware.context import JobContext, set_current_job
 from middleware.dead_letters import dead_letter, error_info
 from middleware.errors import JobCancelled, LeaseHeld, LedgerUnavailable, StoreUnavailable
 from middleware.redis_broker import JobfleetRedisBroker
 from middleware.retry_policy import PERMANENT, RetryPolicy, classify
-from middleware.store import JobStore, retry_call
+from middleware.store import Begin, JobStore, retry_call
 
 log = structlog.get_logger(__name__)
 
 # How long to wait before redelivering a message whose lease is held elsewhere or whose ledger was unreachable.
 _BUSY_DELAY_MS = 2_000
-_LEASE_MARGIN_MS = 30_000
-_DEFAULT_TIME_LIMIT_MS = 600_000
 
 
 @dataclass
@@ -58,17 +57,6 @@ class Outcome:
     exception: BaseException | None = None
 
 
-def option(broker: dramatiq.Broker, message: Any, name: str, default: Any) -> Any:
-    """Resolve an option: message options, then the actor's options, then ``default``."""
-    if name in message.options:
-        return message.options[name]
-    try:
-        actor = broker.get_actor(message.actor_name)
-    except dramatiq.errors.ActorNotFound:
-        return default
-    return actor.options.get(name, default)
-
-
 class JobLifecycle(Middleware):
     """Records attempts, enforces once-per-idempotency-key, retries transient errors, dead-letters the rest."""
 
@@ -87,48 +75,27 @@ class JobLifecycle(Middleware):
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.max_interruptions = max_interruptions
 
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        """Called before a worker starts fetching: have our broker claim attempts inside its fetch script."""
+        if isinstance(broker, JobfleetRedisBroker):
+            broker.claims = Claims(
+                broker,
+                self.store,
+                heartbeat_timeout_ms=self.heartbeat_timeout_ms,
+                max_interruptions=self.max_interruptions,
+                slots=worker.worker_threads,
+            )
+
     # --- before ---
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         """Called before the actor runs: claim the attempt, or skip / postpone the delivery."""
-        job_id = message.message_id
-        job_type = option(broker, message, "job_type", message.actor_name)
-        idem = message.options.get("idempotency_key") or job_id
-        # The delivery token names this delivery in the ledger. A redelivery after a failed begin keeps it:
-        # the begin may have been applied before the connection broke, and its lease must stay ours.
-        token = message.options.get("delivery_token") or message.options.get("redis_message_id") or job_id
-        time_limit_ms = option(broker, message, "time_limit", _DEFAULT_TIME_LIMIT_MS)
-        member = f"{message.queue_name}|{message.actor_name}|{job_id}"
-        fallback = lambda: {  # noqa: E731 - built only when the status record is missing
-            "id": job_id,
-            "type": job_type,
-            "queue": message.queue_name,
-            "actor": message.actor_name,
-            "state": "queued",
-            "enqueued_at": f"{message.message_timestamp / 1000:.3f}",
-            "idempotency_key": idem,
-            "payload": json.dumps(message.kwargs),
-        }
-        try:
-            begin = retry_call(
-                lambda: self.store.begin(
-                    job_id=job_id,
-                    job_type=job_type,
-                    idempotency_key=idem,
-                    token=token,
-                    worker_id=getattr(broker, "broker_id", "stub"),
-                    lease_ms=int(time_limit_ms) + _LEASE_MARGIN_MS,
-                    heartbeat_timeout_ms=self.heartbeat_timeout_ms,
-                    max_interruptions=self.max_interruptions,
-                    running_member=member,
-                    fallback_record=fallback,
-                ),
-                attempts=3,
-                delay=0.1,
-            )
-        except StoreUnavailable as exc:
-            # Fail closed: without the ledger we cannot know whether the side effect already happened.
-            log.error("ledger unavailable, postponing job", job_id=job_id, error=str(exc))
-            raise LedgerUnavailable(str(exc)) from exc
+        who = delivery(broker, message)
+        job_id, job_type, idem, token, member = who.job_id, who.job_type, who.idempotency_key, who.token, who.member
+        claimed: Begin | None = getattr(message, "_jf_claim", None)
+        if claimed is not None:
+            del message._jf_claim
+        # Usually fetch.lua already claimed the attempt; else (no record to claim, another broker) begin it here.
+        begin = claimed if claimed is not None and claimed.verdict != "missing" else self._begin(broker, message, who)
 
         if begin.verdict == "run":
             ctx = JobContext(job_id, job_type, idem, begin.attempt, self.store)
@@ -157,6 +124,39 @@ class JobLifecycle(Middleware):
             message._jf_outcome = Outcome("cancelled")
         log.info("delivery skipped", job_id=job_id, verdict=begin.verdict, state=begin.detail)
         raise SkipMessage(f"job {job_id}: {begin.verdict}")
+
+    def _begin(self, broker: dramatiq.Broker, message: Any, who: Delivery) -> Begin:
+        fallback = lambda: {  # noqa: E731 - built only when the status record is missing
+            "id": who.job_id,
+            "type": who.job_type,
+            "queue": message.queue_name,
+            "actor": message.actor_name,
+            "state": "queued",
+            "enqueued_at": f"{message.message_timestamp / 1000:.3f}",
+            "idempotency_key": who.idempotency_key,
+            "payload": json.dumps(message.kwargs),
+        }
+        try:
+            return retry_call(
+                lambda: self.store.begin(
+                    job_id=who.job_id,
+                    job_type=who.job_type,
+                    idempotency_key=who.idempotency_key,
+                    token=who.token,
+                    worker_id=getattr(broker, "broker_id", "stub"),
+                    lease_ms=who.lease_ms,
+                    heartbeat_timeout_ms=self.heartbeat_timeout_ms,
+                    max_interruptions=self.max_interruptions,
+                    running_member=who.member,
+                    fallback_record=fallback,
+                ),
+                attempts=3,
+                delay=0.1,
+            )
+        except StoreUnavailable as exc:
+            # Fail closed: without the ledger we cannot know whether the side effect already happened.
+            log.error("ledger unavailable, postponing job", job_id=who.job_id, error=str(exc))
+            raise LedgerUnavailable(str(exc)) from exc
 
     # --- after ---
     def after_process_message(

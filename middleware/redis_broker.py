@@ -4,9 +4,9 @@ acked, and crashed workers' messages are recovered on a timer rather than by cha
 
 from __future__ import annotations
 
+import threading
 import time
-from importlib import resources
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 import structlog
@@ -17,6 +17,10 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
 from middleware.keys import Keys
+from middleware.store import Begin, script_source
+
+if TYPE_CHECKING:
+    from middleware.claims import Claims
 
 log = structlog.get_logger(__name__)
 
@@ -31,12 +35,23 @@ class JobfleetRedisBroker(RedisBroker):
         self.jobfleet_store: Any = None
         # Prefetched-but-not-yet-handed-out messages per queue. Kept on the broker, not the consumer, because
         # Dramatiq replaces a consumer after a connection error and the stock one forgets what it held.
-        self.pending: dict[str, list[tuple[str, bytes]]] = {}
+        self.pending: dict[str, list[tuple[str, bytes, Begin | None]]] = {}
         # Redis ids handed to worker threads and not yet acked, per queue: everything else in this worker's
         # unacked set after a connection error is an orphan (e.g. a fetch whose reply was lost).
         self.held: dict[str, set[str]] = {}
-        fetch = (resources.files("middleware") / "lua" / "fetch.lua").read_text()
-        self.fetch_script = self.client.register_script(fetch)
+        self.fetch_script = self.client.register_script(script_source("fetch"))
+        # Set by JobLifecycle at worker boot: fetches from ready queues then claim each message's attempt.
+        self.claims: Claims | None = None
+        # Set whenever a worker thread finishes a message: a consumer waiting for a free thread fetches again.
+        self.slot_freed = threading.Event()
+
+    def held_from_ready_queues(self) -> int:
+        """Messages of ready queues this process fetched and has not acked (prefetched or running)."""
+        return sum(
+            len(self.held.get(name, ())) + len(self.pending.get(name, ()))
+            for name in list(self.pending)
+            if not name.endswith(".DQ")
+        )
 
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
@@ -75,7 +90,9 @@ class _JobfleetConsumer(_RedisConsumer):
             keys.queue_messages(queue_name),
             keys.acks(broker.broker_id, queue_name),
             keys.heartbeats(),
+            keys.running(),
         ]
+        self._ready = not queue_name.endswith(".DQ")
         # Stock idle polling backs off up to the worker timeout (1 s): a job arriving at an idle worker waited up
         # to a second. Ready queues poll at most every 25 ms (about 40 cheap calls a second per idle queue);
         # delayed queues hold future work and keep the longer backoff.
@@ -91,7 +108,7 @@ class _JobfleetConsumer(_RedisConsumer):
         # queue, so for .DQ queues everything not pending is an orphan). The worker is alive, so dead-worker
         # recovery would never return them. A message put back twice is deduplicated by the ledger.
         try:
-            held = {redis_id for redis_id, _ in self._pending}
+            held = {redis_id for redis_id, _, _ in self._pending}
             if not self.queue_name.endswith(".DQ"):
                 held |= self._held
             members = cast(set[bytes], self.broker.client.smembers(self._keys[2]))
@@ -107,25 +124,42 @@ class _JobfleetConsumer(_RedisConsumer):
     def requeue(self, messages: Any) -> None:
         # Stock requeue lets redis.ConnectionError escape ConsumerThread.close(), which kills the consumer thread
         # for good (its delayed messages then never run). As ConnectionClosed it is caught and the thread restarts.
+        # Called on shutdown with messages that never ran: their claims are released first.
         messages = list(messages)
+        claims = self.broker.claims
+        if claims is not None:
+            claims.release([(m, m._jf_claim) for m in messages if getattr(m, "_jf_claim", None) is not None])
         try:
             super().requeue(messages)  # type: ignore[no-untyped-call]
             for message in messages:
                 self._held.discard(message.options.get("redis_message_id"))
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+        self.broker.slot_freed.set()
 
     def close(self) -> None:
         """Called when the consumer stops (shutdown or restart): give prefetched messages back to the queue."""
         if not self._pending:
             return
+        claims = self.broker.claims
+        if claims is not None:
+            decoded = [(_decode_or_none(data), claim) for _, data, claim in self._pending if claim is not None]
+            if claims.release([(message, claim) for message, claim in decoded if message is not None]):
+                # Released: whoever hands these out next (if the requeue below fails) begins them afresh.
+                self._pending[:] = [(redis_id, data, None) for redis_id, data, _ in self._pending]
         try:
-            self.broker.do_requeue(self.queue_name, *[redis_id for redis_id, _ in self._pending])
+            self.broker.do_requeue(self.queue_name, *[redis_id for redis_id, _, _ in self._pending])
             self._pending.clear()
         except redis.RedisError:
             pass  # kept on the broker: the next consumer of this queue hands them out
 
     def ack(self, message: Any) -> None:
+        try:
+            self._ack(message)
+        finally:
+            self.broker.slot_freed.set()
+
+    def _ack(self, message: Any) -> None:
         redis_id = message.options.get("redis_message_id")
         if getattr(message, "_jf_acked", False):
             # JobLifecycle's finish script already acked it, atomically with the outcome.
@@ -148,6 +182,7 @@ class _JobfleetConsumer(_RedisConsumer):
     def nack(self, message: Any) -> None:
         super().nack(message)  # type: ignore[no-untyped-call]
         self._held.discard(message.options.get("redis_message_id"))
+        self.broker.slot_freed.set()
 
     @property
     def outstanding_message_count(self) -> int:
@@ -157,21 +192,21 @@ class _JobfleetConsumer(_RedisConsumer):
         try:
             while True:
                 if self._pending:
-                    redis_id, data = self._pending.pop(0)
+                    redis_id, data, claim = self._pending.pop(0)
                     message = self._decode(redis_id, data)
                     if message is None:
                         continue
                     self.misses = 0
                     self.queued_message_ids.add(message.message_id)
                     self._held.add(redis_id)
-                    return MessageProxy(message)
-                fetched: list[bytes] = []
-                if self.outstanding_message_count < self.prefetch:
-                    fetched = self.broker.fetch_script(
-                        keys=self._keys,
-                        args=[self.prefetch - self.outstanding_message_count, self.broker.broker_id, current_millis()],
-                    )
-                    self._pending.extend((fetched[i].decode(), fetched[i + 1]) for i in range(0, len(fetched), 2))
+                    proxy = MessageProxy(message)
+                    if claim is not None:
+                        proxy._jf_claim = claim  # type: ignore[attr-defined]
+                    return proxy
+                fetched = self._fetch()
+                if fetched is None:  # every worker thread is busy: wait for one to finish
+                    self.broker.slot_freed.wait(self._max_idle_ms / 1000)
+                    return None
                 if not fetched:
                     # Nothing to do: long-poll progressively up to the idle timeout, like the stock consumer.
                     self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self._max_idle_ms)
@@ -179,6 +214,24 @@ class _JobfleetConsumer(_RedisConsumer):
                     return None
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+
+    def _fetch(self) -> list[bytes] | None:
+        """Fetch (and, from a ready queue, claim) as many messages as this process may hold; None when it may
+        hold no more (claiming: one message per worker thread; else Dramatiq's prefetch)."""
+        want = self.prefetch - self.outstanding_message_count
+        claims = self.broker.claims if self._ready else None
+        if claims is not None:
+            self.broker.slot_freed.clear()
+            want = min(want, claims.slots - self.broker.held_from_ready_queues())
+        if want <= 0:
+            return None
+        args = [want, self.broker.broker_id, current_millis(), *(claims.fetch_args if claims else ())]
+        fetched: list[bytes] = self.broker.fetch_script(keys=self._keys, args=args)
+        for i in range(0, len(fetched), 6):
+            verdict = fetched[i + 2].decode()
+            claim = Begin.from_reply([verdict, *(p.decode() for p in fetched[i + 3 : i + 6])]) if verdict else None
+            self._pending.append((fetched[i].decode(), fetched[i + 1], claim))
+        return fetched
 
     def _decode(self, redis_id: str, data: bytes) -> Message[Any] | None:
         reason = ""
@@ -207,4 +260,11 @@ class _JobfleetConsumer(_RedisConsumer):
                 message=message,
             )
         self.broker.do_ack(self.queue_name, redis_id)
+        return None
+
+
+def _decode_or_none(data: bytes) -> Message[Any] | None:
+    try:
+        return Message.decode(data)
+    except Exception:  # a poison message was never claimed
         return None

@@ -28,12 +28,20 @@ _FLOAT_FIELDS = ("enqueued_at", "ready_at", "started_at", "finished_at")
 _INT_FIELDS = ("progress", "attempts", "replays")
 
 
-def _load_scripts() -> dict[str, str]:
+# Scripts that call claim() (claim.lua) get it prepended: Redis scripts cannot include one another.
+_USES_CLAIM = frozenset({"begin", "fetch"})
+
+
+def script_source(name: str) -> str:
+    """The Lua source of script ``name`` (middleware/lua/<name>.lua) as sent to Redis."""
     folder = resources.files("middleware") / "lua"
-    return {
-        name: (folder / f"{name}.lua").read_text()
-        for name in ("submit", "begin", "finish", "progress", "cancel", "replay", "purge", "poison")
-    }
+    source = (folder / f"{name}.lua").read_text()
+    return (folder / "claim.lua").read_text() + source if name in _USES_CLAIM else source
+
+
+def _load_scripts() -> dict[str, str]:
+    names = ("submit", "begin", "finish", "progress", "cancel", "replay", "purge", "poison", "release")
+    return {name: script_source(name) for name in names}
 
 
 @contextmanager
@@ -71,6 +79,18 @@ class Begin:
     detail: str = ""
     enqueued_at: float | None = None
     ready_at: float | None = None
+
+    @classmethod
+    def from_reply(cls, parts: list[str]) -> Begin:
+        """Parse claim()'s reply (claim.lua): ``run`` with attempt, enqueued_at, ready_at; else verdict, detail."""
+        if parts[0] == "run":
+            return cls(
+                "run",
+                attempt=int(parts[1]),
+                enqueued_at=float(parts[2]) if parts[2] else None,
+                ready_at=float(parts[3]) if parts[3] else None,
+            )
+        return cls(parts[0], detail=parts[1])
 
 
 class JobStore:
@@ -261,14 +281,15 @@ class JobStore:
                 fallback_record=fallback_record,
                 _record=json.dumps(fallback_record()),
             )
-        if parts[0] == "run":
-            return Begin(
-                "run",
-                attempt=int(parts[1]),
-                enqueued_at=float(parts[2]) if parts[2] else None,
-                ready_at=float(parts[3]) if parts[3] else None,
-            )
-        return Begin(parts[0], detail=parts[1])
+        return Begin.from_reply(parts)
+
+    def release(self, claims: list[tuple[str, int, str, str, str]]) -> int:
+        """Undo attempts claimed at fetch that never ran (see release.lua): ``claims`` holds (job id, attempt,
+        delivery token, ledger key, running member); return how many were released."""
+        args: list[Any] = [int(time.time() * 1000), EVENTS_MAX, self.keys.ns]
+        for claim in claims:
+            args += claim
+        return int(self._run("release", [self.keys.running()], args))
 
     def finish(
         self,
