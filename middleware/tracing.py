@@ -8,6 +8,9 @@ to the original one (``replay_of``)."""
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
@@ -17,10 +20,9 @@ from opentelemetry import context, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from middleware.metrics import queue_label
+from middleware.metrics import base_queue
 
 _PROPAGATOR = TraceContextTextMapPropagator()
-_LOG_KEYS = ("trace_id", "span_id", "job_id", "actor", "queue")
 
 
 def inject(carrier: dict[str, Any]) -> None:
@@ -34,6 +36,16 @@ def span_ids(span: trace.Span) -> dict[str, str]:
     if not ctx.is_valid:
         return {}
     return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """What ``before_process_message`` opened for one delivery and ``_end`` closes."""
+
+    span: trace.Span
+    context_token: contextvars.Token[context.Context]
+    log_tokens: Mapping[str, contextvars.Token[Any]]
+    attempt_tokens: Mapping[str, contextvars.Token[Any]] | None = None
 
 
 class Tracing(Middleware):
@@ -51,7 +63,7 @@ class Tracing(Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         """Called first for a delivery: start its CONSUMER span under the enqueuer's trace; bind log context."""
-        options = message.options
+        options, job_id, actor = message.options, message.message_id, message.actor_name
         parent = _PROPAGATOR.extract(options)
         links: list[Link] = []
         replay_of = options.get("replay_of")
@@ -60,7 +72,7 @@ class Tracing(Middleware):
             if original.is_valid:
                 links.append(Link(original, {"jobfleet.link": "replay_of"}))
             parent = context.Context()
-        queue = queue_label(message)
+        queue = base_queue(message.queue_name)
         span = self.tracer.start_span(
             f"process {queue}",
             context=parent,
@@ -71,25 +83,27 @@ class Tracing(Middleware):
                 "messaging.operation.type": "process",
                 "messaging.operation.name": "process",
                 "messaging.destination.name": queue,
-                "messaging.message.id": message.message_id,
-                "jobfleet.job_id": message.message_id,
-                "jobfleet.actor": message.actor_name,
+                "messaging.message.id": job_id,
+                "jobfleet.job_id": job_id,
+                "jobfleet.actor": actor,
                 "jobfleet.replay": bool(replay_of),
             },
         )
         token = context.attach(trace.set_span_in_context(span))
-        log_tokens = structlog.contextvars.bind_contextvars(
-            **span_ids(span), job_id=message.message_id, actor=message.actor_name, queue=queue
-        )
-        message._jf_span = (span, token, log_tokens)
+        # Unsampled spans still carry real ids (see build_tracer_provider): log lines name them either way.
+        log_tokens = structlog.contextvars.bind_contextvars(**span_ids(span), job_id=job_id, actor=actor, queue=queue)
+        message._jf_span = _Delivery(span, token, log_tokens)
 
     def attempt_started(self, message: Any, attempt: Any) -> None:
         """AttemptStarted listener: the attempt number is known once JobLifecycle claimed it."""
-        found = getattr(message, "_jf_span", None)
-        if found is not None:
-            found[0].set_attribute("jobfleet.attempt", attempt.attempt)
-            found[0].set_attribute("jobfleet.job_type", attempt.job_type)
-        structlog.contextvars.bind_contextvars(attempt=attempt.attempt)
+        attempt_tokens = structlog.contextvars.bind_contextvars(attempt=attempt.attempt)
+        delivery: _Delivery | None = getattr(message, "_jf_span", None)
+        if delivery is None:
+            return
+        delivery.attempt_tokens = attempt_tokens
+        span = delivery.span
+        if span.is_recording():
+            span.set_attributes({"jobfleet.attempt": attempt.attempt, "jobfleet.job_type": attempt.job_type})
 
     def after_process_message(
         self,
@@ -107,12 +121,23 @@ class Tracing(Middleware):
         self._end(message, None)
 
     def _end(self, message: Any, exception: BaseException | None) -> None:
-        found = getattr(message, "_jf_span", None)
-        if found is None:
+        delivery: _Delivery | None = getattr(message, "_jf_span", None)
+        if delivery is None:
             return
         del message._jf_span
-        span, token, log_tokens = found
-        outcome = getattr(message, "_jf_outcome", None)
+        span = delivery.span
+        if span.is_recording():
+            self._record_outcome(span, getattr(message, "_jf_outcome", None), exception)
+        span.end()
+        context.detach(delivery.context_token)
+        structlog.contextvars.reset_contextvars(**delivery.log_tokens)
+        if delivery.attempt_tokens is not None:
+            structlog.contextvars.reset_contextvars(**delivery.attempt_tokens)
+        else:
+            structlog.contextvars.unbind_contextvars("attempt")
+
+    @staticmethod
+    def _record_outcome(span: trace.Span, outcome: Any, exception: BaseException | None) -> None:
         if outcome is not None:
             span.set_attribute("jobfleet.outcome", outcome.event)
             if outcome.attempt is not None and outcome.attempt.attempt:
@@ -122,7 +147,3 @@ class Tracing(Middleware):
             span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
         elif outcome is not None and outcome.event == "dead_lettered":
             span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
-        span.end()
-        context.detach(token)
-        structlog.contextvars.reset_contextvars(**log_tokens)
-        structlog.contextvars.unbind_contextvars("attempt")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import dramatiq
+import structlog
+from dramatiq.broker import MessageProxy
 from flask.testing import FlaskClient
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -136,4 +139,44 @@ def test_without_otel_variables_there_is_no_exporter_and_nothing_is_recorded() -
     # Ids still exist (logs and job records carry them), but the span is not recorded.
     assert span.get_span_context().is_valid
     assert not span.is_recording()
+    provider.shutdown()
+
+
+def test_an_unsampled_delivery_still_logs_its_ids_and_leaves_the_log_context_as_it_found_it() -> None:
+    # Given a worker with no exporter (nothing recorded) and a message from an unsampled trace
+    provider = build_tracer_provider("jobfleet-test", {})
+    middleware = Tracing(tracer_provider=provider)
+    unsampled = f"00-{TRACE_ID}-00f067aa0ba902b7-00"
+    message = MessageProxy(
+        dramatiq.Message(
+            queue_name="webhooks.DQ",
+            actor_name="deliver_webhook",
+            args=(),
+            kwargs={},
+            options={"traceparent": unsampled},
+            message_id="job-1",
+        )
+    )
+    attempt = SimpleNamespace(attempt=2, job_type="webhook")
+    structlog.contextvars.bind_contextvars(request="outer")
+
+    # When it is processed
+    middleware.before_process_message(None, message)  # type: ignore[arg-type]
+    middleware.attempt_started(message, attempt)
+    during = structlog.contextvars.get_contextvars()
+    middleware.after_process_message(None, message)  # type: ignore[arg-type]
+
+    # Then log lines during the job name its trace, span, job, actor, base queue and attempt; afterwards only the
+    # context bound before it remains
+    assert during["trace_id"] == TRACE_ID
+    assert len(during["span_id"]) == 16
+    assert during["span_id"] != "00f067aa0ba902b7"
+    assert (during["job_id"], during["actor"], during["queue"], during["attempt"]) == (
+        "job-1",
+        "deliver_webhook",
+        "webhooks",
+        2,
+    )
+    assert structlog.contextvars.get_contextvars() == {"request": "outer"}
+    structlog.contextvars.clear_contextvars()
     provider.shutdown()
