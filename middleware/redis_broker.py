@@ -4,8 +4,10 @@ acked, and crashed workers' messages are recovered on a timer rather than by cha
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
@@ -235,7 +237,7 @@ class _JobfleetConsumer(_RedisConsumer):
 
     def _decode(self, redis_id: str, data: bytes) -> Message[Any] | None:
         reason = ""
-        message: Message[Any] | None = None
+        message: Any = None
         if not data:
             reason = "message body missing from Redis"
         else:
@@ -247,8 +249,9 @@ class _JobfleetConsumer(_RedisConsumer):
                     reason = f"no actor named {message.actor_name!r} in this worker"
             except Exception as exc:  # any decoding failure makes the message poison, whatever raised it
                 reason = f"undecodable message: {type(exc).__name__}: {exc}"
+                message = _salvage(data)
         if not reason:
-            return message
+            return cast(Message[Any], message)
         log.error("poison message dead-lettered", queue=self.queue_name, redis_message_id=redis_id, reason=reason)
         store = self.broker.jobfleet_store
         if store is not None:
@@ -261,6 +264,24 @@ class _JobfleetConsumer(_RedisConsumer):
             )
         self.broker.do_ack(self.queue_name, redis_id)
         return None
+
+
+def _salvage(data: bytes) -> SimpleNamespace | None:
+    """What can be read from a message Dramatiq cannot decode (its job id, actor, options), so that its job's
+    status record is marked dead along with the dead letter instead of staying ``queued``."""
+    try:
+        fields = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(fields, dict) or not isinstance(fields.get("message_id"), str):
+        return None
+    options = fields.get("options")
+    return SimpleNamespace(
+        message_id=fields["message_id"],
+        actor_name=fields.get("actor_name"),
+        kwargs=fields.get("kwargs"),
+        options=options if isinstance(options, dict) else {},
+    )
 
 
 def _decode_or_none(data: bytes) -> Message[Any] | None:

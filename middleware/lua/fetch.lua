@@ -17,9 +17,31 @@ local function present(v)
   return v ~= nil and v ~= cjson.null and v ~= ""
 end
 
+-- The fields of an encoded Dramatiq message and their Lua types: anything else is left for the worker to decode
+-- (and dead-letter as poison), never claimed.
+local MESSAGE_FIELDS = {queue_name = "string", actor_name = "string", args = "table", kwargs = "table",
+  options = "table", message_id = "string", message_timestamp = "number"}
+
+local function well_formed(msg)
+  if type(msg) ~= "table" then
+    return false
+  end
+  for name, kind in pairs(MESSAGE_FIELDS) do
+    if type(msg[name]) ~= kind then
+      return false
+    end
+  end
+  for name, _ in pairs(msg) do
+    if not MESSAGE_FIELDS[name] then
+      return false
+    end
+  end
+  return present(msg.options.redis_message_id)
+end
+
 local function claim_message(data)
   local ok, msg = pcall(cjson.decode, data)
-  if not ok or type(msg) ~= "table" or type(msg.options) ~= "table" or type(msg.message_id) ~= "string" then
+  if not ok or not well_formed(msg) then
     return nil  -- the worker decodes it again and dead-letters it as poison
   end
   local spec = actors[msg.actor_name]

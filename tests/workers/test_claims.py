@@ -5,6 +5,7 @@ in-process Dramatiq workers."""
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -168,3 +169,24 @@ def test_release_undoes_a_claim_that_never_ran(
         assert redis_client.llen(keys.queue("webhooks")) == 3  # and the messages are back on their queue
     finally:
         broker.close()
+
+
+def test_a_message_the_worker_cannot_decode_is_never_claimed(
+    client: FlaskClient, redis_client: redis.Redis, start_worker: Callable[..., RunningWorker], receiver: Receiver
+) -> None:
+    """fetch.lua claims only well-formed messages: one Dramatiq would refuse (an unknown field) is left to the
+    worker, which dead-letters it as poison — no attempt, no lease and no running entry left behind."""
+    [job_id] = _post_webhooks(client, receiver, 1)
+    keys = Keys("jobfleet")
+    [redis_id] = redis_client.lrange(keys.queue("webhooks"), 0, -1)
+    message = json.loads(redis_client.hget(keys.queue_messages("webhooks"), redis_id) or b"")
+    message["surprise"] = 1  # valid JSON, known actor, but Message(**fields) raises
+    redis_client.hset(keys.queue_messages("webhooks"), redis_id, json.dumps(message))
+    start_worker(threads=2)
+    body = wait_for_state(client, job_id, {"succeeded", "dead"})
+    assert body["state"] == "dead"
+    assert (body["attempts"], body["history"]) == (0, [])
+    assert "started" not in _events(client, job_id)
+    assert redis_client.zcard(keys.running()) == 0
+    assert not redis_client.exists(keys.ledger("webhook", "anonymous:k0"))
+    assert receiver.requests == []
