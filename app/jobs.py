@@ -81,6 +81,8 @@ def read_json_object() -> Any:
 
 
 def _delay_seconds(max_delay: int) -> float:
+    if not request.query_string:  # the common case: skip parsing the (empty) query string
+        return 0.0
     delay_raw = request.args.get("delay_seconds")
     not_before_raw = request.args.get("not_before")
     if delay_raw is not None and not_before_raw is not None:
@@ -135,14 +137,14 @@ def enqueue(job_type: str) -> tuple[Response, int]:
             "Bad Request",
             "Idempotency-Key must be 1-255 printable ASCII characters (a UUID is a good choice)",
         )
+    svc = services()
     body = read_json_object()
-    delay = _delay_seconds(services().settings.max_delay_seconds)
+    delay = _delay_seconds(svc.settings.max_delay_seconds)
     try:
         payload = spec.payload.model_validate(body)
     except pydantic.ValidationError as exc:
         raise validation_problem(f"{job_type} payload", exc) from None
     admit_enqueue()
-    svc = services()
     submitted = submit(
         svc.store,
         spec,
@@ -161,11 +163,11 @@ def enqueue(job_type: str) -> tuple[Response, int]:
         state=submitted.state,  # type: ignore[arg-type]
         idempotent_replay=not submitted.created,
     )
-    response = jsonify(body_out.model_dump())
-    response.headers["Location"] = status_url
+    headers = {"Location": status_url}
     if not submitted.created:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response, 202
+        headers["Idempotent-Replayed"] = "true"
+    # pydantic serialises the model straight to JSON bytes: a third of jsonify's cost on the hottest endpoint.
+    return Response(body_out.model_dump_json(), headers=headers, mimetype="application/json"), 202
 
 
 @bp.get("/<job_id>")

@@ -106,9 +106,10 @@ def init_app(app: Flask, *, multiprocess_dir: str = "", registry: CollectorRegis
         started = g.get("jf_started")
         if started is None:
             return response
-        rule = request.url_rule
+        req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not four
+        rule = req.url_rule
         route = rule.rule if rule is not None else "unmatched"
-        method = request.method if request.method in _METHODS else "other"
+        method = req.method if req.method in _METHODS else "other"
         status = response.status_code
         metrics.observe(route, method, status, time.perf_counter() - started)
         if status >= 400:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import structlog
 from flask import Flask, Response, g, request
 from opentelemetry import context, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from middleware.tracing import inject, span_ids
@@ -17,8 +18,8 @@ def current_trace_context() -> dict[str, str]:
     """What a job enqueued now should carry: ``traceparent`` (and ``tracestate``) plus ``trace_id``, or {}."""
     carrier: dict[str, str] = {}
     inject(carrier)
-    if "traceparent" in carrier:
-        carrier["trace_id"] = span_ids(trace.get_current_span())["trace_id"]
+    if "traceparent" in carrier:  # "00-<trace id, 32 hex>-<span id>-<flags>": the W3C propagator writes version 00
+        carrier["trace_id"] = carrier["traceparent"][3:35]
     return carrier
 
 
@@ -36,9 +37,11 @@ def init_app(app: Flask, *, tracer_provider: trace.TracerProvider | None = None)
             return
         rule = req.url_rule
         route = rule.rule if rule is not None else ""
+        # Most requests carry no trace context: parse the headers only when there is one to continue.
+        parent = propagator.extract(req.headers) if "HTTP_TRACEPARENT" in req.environ else Context()
         span = tracer.start_span(
             f"{req.method} {route}" if route else req.method,
-            context=propagator.extract(req.headers),
+            context=parent,
             kind=SpanKind.SERVER,
             attributes={"http.request.method": req.method, "http.route": route, "url.path": req.path},
         )
