@@ -82,6 +82,8 @@ class Claims:
         self.store = store
         #: Messages this process may hold from ready queues at once: its worker threads.
         self.slots = slots
+        #: Set when the worker starts draining: finishing threads no longer take their next message.
+        self.draining = False
         actors = {
             name: [
                 broker.get_actor(name).options.get("job_type", name),

@@ -86,6 +86,12 @@ class JobLifecycle(Middleware):
                 slots=worker.worker_threads,
             )
 
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        """Called when a worker starts draining: finishing threads stop taking their next message."""
+        claims = getattr(broker, "claims", None)
+        if claims is not None:
+            claims.draining = True
+
     # --- before ---
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         """Called before the actor runs: claim the attempt, or skip / postpone the delivery."""
@@ -227,31 +233,58 @@ class JobLifecycle(Middleware):
     ) -> bool:
         ack = self._ack_target(broker, message)
         retry = self._retry_message(message, retry_delay_ms) if ack and retry_delay_ms is not None else None
-        try:
-            retry_call(
-                lambda: self.store.finish(
-                    job_id=attempt.job_id,
-                    job_type=attempt.job_type,
-                    idempotency_key=attempt.idempotency_key,
-                    token=attempt.token,
-                    outcome=outcome,
-                    running_member=attempt.running_member,
-                    queue_name=message.queue_name.removesuffix(".DQ"),
-                    ack=ack,
-                    retry=retry,
-                    **details,
-                ),
-                attempts=6,
-                delay=0.25,
+        take_next = self._next_message_source(broker, message, ack)
+        calls = 0
+
+        def finish() -> list[bytes]:
+            nonlocal calls
+            calls += 1
+            return self.store.finish(
+                job_id=attempt.job_id,
+                job_type=attempt.job_type,
+                idempotency_key=attempt.idempotency_key,
+                token=attempt.token,
+                outcome=outcome,
+                running_member=attempt.running_member,
+                queue_name=message.queue_name.removesuffix(".DQ"),
+                ack=ack,
+                retry=retry,
+                # Only the first try takes the next message: a try that failed may still have taken one.
+                take_next=take_next if calls == 1 else None,
+                **details,
             )
+
+        recorded = True
+        following: list[bytes] = []
+        try:
+            following = retry_call(finish, attempts=6, delay=0.25)
         except StoreUnavailable as exc:
             # The outcome could not be recorded: keep the message (requeue instead of ack) so nothing is lost.
             log.error("could not record outcome, message kept for redelivery", job_id=attempt.job_id, error=str(exc))
             message._jf_requeue = True
+            recorded = False
+        if take_next is not None:
+            if calls > 1:  # a lost reply may have left a taken message in our acks set: have the consumer look
+                broker.orphans_suspected.add(message.queue_name)  # type: ignore[attr-defined]
+            if following:
+                broker.adopt(message.queue_name, following)  # type: ignore[attr-defined]
+        if not recorded:
             return False
         if ack is not None:
             message._jf_acked = True  # the consumer must not ack again
         return True
+
+    def _next_message_source(
+        self, broker: dramatiq.Broker, message: Any, ack: tuple[str, str, str] | None
+    ) -> tuple[str, str, list[Any]] | None:
+        # The thread that finishes a ready-queue message takes (and claims) the queue's next one in the same call:
+        # no fetch round trip, and no wait for the consumer thread before it has work again.
+        if ack is None or not isinstance(broker, JobfleetRedisBroker) or message.queue_name.endswith(".DQ"):
+            return None
+        claims = broker.claims
+        if claims is None or claims.draining:
+            return None
+        return self.store.keys.queue(message.queue_name), broker.broker_id, claims.fetch_args
 
     def _ack_target(self, broker: dramatiq.Broker, message: Any) -> tuple[str, str, str] | None:
         # Only our Redis broker's consumer knows to skip its own ack; other brokers (tests' StubBroker) ack as usual.

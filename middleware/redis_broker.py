@@ -46,6 +46,15 @@ class JobfleetRedisBroker(RedisBroker):
         self.claims: Claims | None = None
         # Set whenever a worker thread finishes a message: a consumer waiting for a free thread fetches again.
         self.slot_freed = threading.Event()
+        # Ready queues whose acks set may hold a message nobody here knows of (a finish reply lost after it took
+        # the next message): their consumer requeues such orphans on its next turn.
+        self.orphans_suspected: set[str] = set()
+
+    def adopt(self, queue_name: str, fetched: list[bytes]) -> None:
+        """Take messages fetched (and claimed) outside the consumer — by the finish script of the thread that just
+        finished one — for the consumer of ``queue_name`` to hand out next."""
+        self.pending.setdefault(queue_name, []).extend(parse_fetched(fetched))
+        self.slot_freed.set()
 
     def held_from_ready_queues(self) -> int:
         """Messages of ready queues this process fetched and has not acked (prefetched or running)."""
@@ -205,6 +214,9 @@ class _JobfleetConsumer(_RedisConsumer):
                     if claim is not None:
                         proxy._jf_claim = claim  # type: ignore[attr-defined]
                     return proxy
+                if self.queue_name in self.broker.orphans_suspected:
+                    self.broker.orphans_suspected.discard(self.queue_name)
+                    self._requeue_orphans()
                 fetched = self._fetch()
                 if fetched is None:  # every worker thread is busy: wait for one to finish
                     self.broker.slot_freed.wait(self._max_idle_ms / 1000)
@@ -229,10 +241,7 @@ class _JobfleetConsumer(_RedisConsumer):
             return None
         args = [want, self.broker.broker_id, current_millis(), *(claims.fetch_args if claims else ())]
         fetched: list[bytes] = self.broker.fetch_script(keys=self._keys, args=args)
-        for i in range(0, len(fetched), 6):
-            verdict = fetched[i + 2].decode()
-            claim = Begin.from_reply([verdict, *(p.decode() for p in fetched[i + 3 : i + 6])]) if verdict else None
-            self._pending.append((fetched[i].decode(), fetched[i + 1], claim))
+        self._pending.extend(parse_fetched(fetched))
         return fetched
 
     def _decode(self, redis_id: str, data: bytes) -> Message[Any] | None:
@@ -264,6 +273,16 @@ class _JobfleetConsumer(_RedisConsumer):
             )
         self.broker.do_ack(self.queue_name, redis_id)
         return None
+
+
+def parse_fetched(fetched: list[bytes]) -> list[tuple[str, bytes, Begin | None]]:
+    """(redis id, data, claim or None) per message from fetch.lua's reply (6 entries per message)."""
+    out = []
+    for i in range(0, len(fetched), 6):
+        verdict = fetched[i + 2].decode()
+        claim = Begin.from_reply([verdict, *(p.decode() for p in fetched[i + 3 : i + 6])]) if verdict else None
+        out.append((fetched[i].decode(), fetched[i + 1], claim))
+    return out
 
 
 def _salvage(data: bytes) -> SimpleNamespace | None:

@@ -29,7 +29,7 @@ _INT_FIELDS = ("progress", "attempts", "replays")
 
 
 # Scripts that call claim() (claim.lua) get it prepended: Redis scripts cannot include one another.
-_USES_CLAIM = frozenset({"begin", "fetch"})
+_USES_CLAIM = frozenset({"begin", "fetch", "finish"})
 
 
 def script_source(name: str) -> str:
@@ -307,15 +307,19 @@ class JobStore:
         dead_letter: dict[str, Any] | None = None,
         ack: tuple[str, str, str] | None = None,
         retry: tuple[str, str, str, bytes] | None = None,
-    ) -> None:
+        take_next: tuple[str, str, list[Any]] | None = None,
+    ) -> list[bytes]:
         """Record the end of an attempt (see finish.lua); raise StoreUnavailable when Redis fails.
 
         ``ack`` = (acks set, messages hash, redis id) acks the delivery in the same script; ``retry`` =
-        (queue list, messages hash, redis id, encoded message) enqueues the retry in it too.
+        (queue list, messages hash, redis id, encoded message) enqueues the retry in it too; ``take_next`` =
+        (ready queue list, worker id, claim arguments) also takes and claims the queue's next message (needs
+        ``ack``), returned as fetch.lua's 6 entries ([] when the queue was empty or nothing was asked).
         """
         ack_keys, ack_id = (list(ack[:2]), ack[2]) if ack else (["", ""], "")
         retry_keys, retry_id, retry_data = (list(retry[:2]), retry[2], retry[3]) if retry else (["", ""], "", b"")
-        self._run(
+        next_queue, worker_id, claim_args = take_next if take_next and ack else ("", "", [""] * 9)
+        reply: list[bytes] = self._run(
             "finish",
             [
                 self.keys.job(job_id),
@@ -327,6 +331,8 @@ class JobStore:
                 self.keys.dlq_queue_index(queue_name),
                 *ack_keys,
                 *retry_keys,
+                next_queue,
+                self.keys.heartbeats(),
             ],
             [
                 int(time.time() * 1000),
@@ -345,8 +351,11 @@ class JobStore:
                 ack_id,
                 retry_id,
                 retry_data,
+                worker_id,
+                *claim_args,
             ],
         )
+        return reply[1:]
 
     def dead_letter_poison(
         self, *, queue_name: str, redis_message_id: str, raw: bytes, reason: str, message: Any = None

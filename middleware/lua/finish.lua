@@ -3,11 +3,14 @@
 -- outcome, the ack and the retry happen together or not at all: no lost retry, no ack without an outcome.
 -- KEYS: 1 job hash, 2 job events, 3 ledger hash, 4 running zset, 5 dlq index, 6 dlq entry, 7 dlq queue index,
 --       8 acks set of the delivering worker ("" = the consumer acks), 9 messages hash of the delivering queue,
---       10 retry queue list (the .DQ) or "", 11 retry queue messages hash
+--       10 retry queue list (the .DQ) or "", 11 retry queue messages hash, 12 the delivering ready queue's list
+--       to take this thread's next message from ("" = none), 13 heartbeats zset
 -- ARGV: 1 now ms, 2 outcome (succeeded|retrying|dead|cancelled), 3 job ttl s, 4 ledger ttl s, 5 result json,
 --       6 error json or "", 7 next retry at s or "", 8 dead letter json or "", 9 dlq ttl s, 10 events max length,
 --       11 running member, 12 job id, 13 delivery token, 14 redis message id to ack, 15 retry redis message id,
---       16 retry encoded message
+--       16 retry encoded message, 17 worker id, 18-26 claim configuration (claim_config in claim.lua)
+-- Returns {outcome} or, when KEYS[12] is set and the queue is not empty, {outcome, next message's 6 entries as
+-- fetch.lua returns them}: the thread that just finished takes (and claims) its next message in the same call.
 local now = tonumber(ARGV[1])
 local nows = string.format("%.3f", now / 1000)
 local outcome = ARGV[2]
@@ -86,4 +89,8 @@ if outcome == "retrying" and KEYS[10] ~= "" then
   redis.call("HSET", KEYS[11], ARGV[15], ARGV[16])
   redis.call("RPUSH", KEYS[10], ARGV[15])
 end
-return outcome
+local out = {outcome}
+if KEYS[12] ~= "" then
+  pop_and_claim(KEYS[12], KEYS[9], KEYS[8], claim_config(ARGV, 18, ARGV[17], ARGV[1], KEYS[13], KEYS[4]), out)
+end
+return out

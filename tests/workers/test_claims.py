@@ -12,13 +12,15 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import redis
 from flask.testing import FlaskClient
 
 from jobfleet.settings import Settings
+from middleware.errors import StoreUnavailable
 from middleware.keys import Keys
 from middleware.lifecycle import JobLifecycle
-from middleware.store import script_source
+from middleware.store import JobStore, script_source
 from tests.conftest import Receiver, RunningWorker, wait_for_state
 from workers.actors import declare_actors
 from workers.broker import build_broker
@@ -33,8 +35,9 @@ def _post_webhooks(client: FlaskClient, receiver: Receiver, count: int) -> list[
     ]
 
 
-def _script_calls(redis_url: str, sha: str) -> tuple[Callable[[], int], threading.Event]:
-    """Count EVALSHA calls of the script ``sha`` with MONITOR; returns (stop and read count, ready event)."""
+def _script_calls(redis_url: str, sha: str, first_key: str = "") -> tuple[Callable[[], int], threading.Event]:
+    """Count EVALSHA calls of the script ``sha`` (whose first key is ``first_key``, when given) with MONITOR;
+    returns (stop and read the count, ready event)."""
     client = redis.Redis.from_url(redis_url)
     calls = 0
     stop = threading.Event()
@@ -45,7 +48,8 @@ def _script_calls(redis_url: str, sha: str) -> tuple[Callable[[], int], threadin
         with client.monitor() as monitor:  # type: ignore[no-untyped-call]
             ready.set()
             while not stop.is_set():
-                if monitor.next_command()["command"].startswith(f"EVALSHA {sha}"):
+                command = monitor.next_command()["command"]
+                if command.startswith(f"EVALSHA {sha}") and (not first_key or f" {first_key} " in command):
                     calls += 1
 
     thread = threading.Thread(target=watch, daemon=True)
@@ -84,6 +88,25 @@ def test_jobs_are_claimed_in_the_fetch_not_by_a_begin_call_per_job(
         # fetch.lua derived the same ledger key as Keys.ledger: the finished entry is where Python looks.
         assert redis_client.hget(keys.ledger("webhook", f"anonymous:k{n}"), "state") == b"done"
     assert len(receiver.requests) == 12
+
+
+def test_a_finishing_thread_takes_its_next_message_in_the_finish_call(
+    client: FlaskClient, redis_url: str, start_worker: Callable[..., RunningWorker], receiver: Receiver
+) -> None:
+    """With one thread busy on a backlog, its slot is never free: the consumer does not fetch from the queue at
+    all, each finish hands over the next message (stock Dramatiq: a fetch after nearly every ack)."""
+    receiver.delay = 0.05
+    job_ids = _post_webhooks(client, receiver, 12)
+    fetch_sha = hashlib.sha1(script_source("fetch").encode(), usedforsecurity=False).hexdigest()
+    finish_monitor, ready = _script_calls(redis_url, fetch_sha, first_key=Keys("jobfleet").queue("webhooks"))
+    assert ready.wait(5)
+    start_worker(threads=1)
+    bodies = [wait_for_state(client, job_id, {"succeeded", "dead"}) for job_id in job_ids]
+    fetches = finish_monitor()
+    assert [b["state"] for b in bodies] == ["succeeded"] * 12
+    assert [b["attempts"] for b in bodies] == [1] * 12
+    # The first fetch, plus idle polls after the backlog is gone (before the monitor stops): never one per job.
+    assert 1 <= fetches <= 4, fetches
 
 
 def test_a_job_is_running_only_while_a_thread_runs_it(
@@ -190,3 +213,30 @@ def test_a_message_the_worker_cannot_decode_is_never_claimed(
     assert redis_client.zcard(keys.running()) == 0
     assert not redis_client.exists(keys.ledger("webhook", "anonymous:k0"))
     assert receiver.requests == []
+
+
+def test_a_finish_whose_reply_was_lost_strands_no_message(
+    client: FlaskClient,
+    start_worker: Callable[..., RunningWorker],
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first finish runs in Redis (taking the next message into this worker's acks set) but its reply is
+    lost: the retried finish takes nothing, and the consumer requeues the message nobody here holds."""
+    real_finish = JobStore.finish
+    calls = 0
+
+    def reply_lost_once(self: JobStore, **kwargs: Any) -> list[bytes]:
+        nonlocal calls
+        reply = real_finish(self, **kwargs)
+        calls += 1
+        if calls == 1:
+            raise StoreUnavailable("Redis finish failed: ConnectionError: reply lost (injected)")
+        return reply
+
+    monkeypatch.setattr(JobStore, "finish", reply_lost_once)
+    job_ids = _post_webhooks(client, receiver, 4)
+    start_worker(threads=1)
+    bodies = [wait_for_state(client, job_id, {"succeeded", "dead"}) for job_id in job_ids]
+    assert [b["state"] for b in bodies] == ["succeeded"] * 4
+    assert sorted(receiver.by_key().values()) == [1] * 4  # every webhook sent exactly once
