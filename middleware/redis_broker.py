@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
+# How long a message must stay in this worker's unacked set, held by nothing here, before it is an orphan.
+_ORPHAN_AGE_S = 1.0
+
+
 class JobfleetRedisBroker(RedisBroker):
     """A RedisBroker whose maintenance (dead-worker recovery) runs when told to, not by chance."""
 
@@ -110,25 +114,41 @@ class _JobfleetConsumer(_RedisConsumer):
         self._max_idle_ms = min(timeout, 250 if queue_name.endswith(".DQ") else 25)
         self._pending = broker.pending.setdefault(queue_name, [])
         self._held = broker.held.setdefault(queue_name, set())
-        self._requeue_orphans()
+        # (first seen, redis ids) of messages in this worker's unacked set that nothing here held at that time.
+        self._orphan_candidates: tuple[float, set[str]] | None = None
+        # A new consumer (first start, or a restart after a connection error) looks for orphans on its first turns.
+        broker.orphans_suspected.add(queue_name)
 
     def _requeue_orphans(self) -> None:
-        # A new consumer (first start, or a restart after a connection error) puts back every message in this
-        # worker's unacked set that nothing in this process holds: the reply of a fetch lost with the connection,
-        # or delayed messages Dramatiq's consumer thread dropped from memory on the error (it resets its delay
-        # queue, so for .DQ queues everything not pending is an orphan). The worker is alive, so dead-worker
-        # recovery would never return them. A message put back twice is deduplicated by the ledger.
+        # Put back every message in this worker's unacked set that nothing in this process holds: the reply of a
+        # fetch (or of a finish that took the next message) lost with the connection, or delayed messages
+        # Dramatiq's consumer thread dropped from memory on a connection error (it resets its delay queue, so for
+        # .DQ queues everything not pending is an orphan). The worker is alive, so dead-worker recovery would
+        # never return them. Only messages still unheld a second after they were first seen are requeued: a
+        # finish that took one hands it over within milliseconds, and requeueing that would run it twice.
         try:
             held = {redis_id for redis_id, _, _ in self._pending}
             if not self.queue_name.endswith(".DQ"):
                 held |= self._held
             members = cast(set[bytes], self.broker.client.smembers(self._keys[2]))
-            orphans = [m.decode() for m in members if m.decode() not in held]
-            if orphans:
-                log.warning(
-                    "requeueing unacked messages this worker no longer holds", queue=self.queue_name, count=len(orphans)
-                )
-                self.broker.do_requeue(self.queue_name, *orphans)
+            unheld = {m.decode() for m in members} - held
+            now = time.monotonic()
+            if self._orphan_candidates is None and unheld:
+                self._orphan_candidates = (now, unheld)
+                return
+            if self._orphan_candidates is not None:
+                if now - self._orphan_candidates[0] < _ORPHAN_AGE_S:
+                    return
+                orphans = sorted(unheld & self._orphan_candidates[1])
+                self._orphan_candidates = None
+                if orphans:
+                    log.warning(
+                        "requeueing unacked messages this worker no longer holds",
+                        queue=self.queue_name,
+                        count=len(orphans),
+                    )
+                    self.broker.do_requeue(self.queue_name, *orphans)
+            self.broker.orphans_suspected.discard(self.queue_name)
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
 
@@ -215,7 +235,6 @@ class _JobfleetConsumer(_RedisConsumer):
                         proxy._jf_claim = claim  # type: ignore[attr-defined]
                     return proxy
                 if self.queue_name in self.broker.orphans_suspected:
-                    self.broker.orphans_suspected.discard(self.queue_name)
                     self._requeue_orphans()
                 fetched = self._fetch()
                 if fetched is None:  # every worker thread is busy: wait for one to finish

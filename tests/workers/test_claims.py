@@ -17,6 +17,7 @@ import redis
 from flask.testing import FlaskClient
 
 from jobfleet.settings import Settings
+from middleware import redis_broker
 from middleware.errors import StoreUnavailable
 from middleware.keys import Keys
 from middleware.lifecycle import JobLifecycle
@@ -240,3 +241,30 @@ def test_a_finish_whose_reply_was_lost_strands_no_message(
     bodies = [wait_for_state(client, job_id, {"succeeded", "dead"}) for job_id in job_ids]
     assert [b["state"] for b in bodies] == ["succeeded"] * 4
     assert sorted(receiver.by_key().values()) == [1] * 4  # every webhook sent exactly once
+
+
+def test_orphans_are_requeued_only_when_they_stay_unheld(
+    redis_client: redis.Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message in this worker's unacked set that nothing here holds is an orphan only if it stays so: one a
+    finishing thread took is handed over a moment later, and requeueing it would run it twice."""
+    monkeypatch.setattr(redis_broker, "_ORPHAN_AGE_S", 0.2)
+    broker = build_broker(settings)
+    try:
+        declare_actors(broker, settings)
+        consumer = broker.consume("webhooks", prefetch=4, timeout=100)
+        keys = Keys(settings.namespace)
+        acks = keys.acks(broker.broker_id, "webhooks")
+        for redis_id in ("lost", "taken"):
+            redis_client.hset(keys.queue_messages("webhooks"), redis_id, b"{}")
+            redis_client.sadd(acks, redis_id)
+        consumer._requeue_orphans()  # first sighting: nothing requeued yet
+        assert redis_client.llen(keys.queue("webhooks")) == 0
+        broker.adopt("webhooks", [b"taken", b"{}", b"", b"", b"", b""])  # the finish's reply arrives
+        time.sleep(0.25)
+        consumer._requeue_orphans()
+        assert redis_client.lrange(keys.queue("webhooks"), 0, -1) == [b"lost"]
+        assert redis_client.smembers(acks) == {b"taken"}
+        assert "webhooks" not in broker.orphans_suspected
+    finally:
+        broker.close()
