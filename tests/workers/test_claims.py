@@ -22,7 +22,7 @@ from middleware.errors import StoreUnavailable
 from middleware.keys import Keys
 from middleware.lifecycle import JobLifecycle
 from middleware.store import JobStore, script_source
-from tests.conftest import Receiver, RunningWorker, wait_for_state
+from tests.conftest import Receiver, RedisServer, RunningWorker, wait_for_state
 from workers.actors import declare_actors
 from workers.broker import build_broker
 
@@ -89,6 +89,7 @@ def test_jobs_are_claimed_in_the_fetch_not_by_a_begin_call_per_job(
         # fetch.lua derived the same ledger key as Keys.ledger: the finished entry is where Python looks.
         assert redis_client.hget(keys.ledger("webhook", f"anonymous:k{n}"), "state") == b"done"
     assert len(receiver.requests) == 12
+    assert redis_client.zcard(keys.running()) == 0  # fetch.lua's running-set member is the one finish removes
 
 
 def test_a_finishing_thread_takes_its_next_message_in_the_finish_call(
@@ -266,5 +267,30 @@ def test_orphans_are_requeued_only_when_they_stay_unheld(
         assert redis_client.lrange(keys.queue("webhooks"), 0, -1) == [b"lost"]
         assert redis_client.smembers(acks) == {b"taken"}
         assert "webhooks" not in broker.orphans_suspected
+    finally:
+        broker.close()
+
+
+def test_prefetched_messages_keep_their_claims_when_redis_is_down_at_close(
+    client: FlaskClient, redis_server: RedisServer, settings: Settings, receiver: Receiver
+) -> None:
+    """Neither the release nor the requeue can reach Redis: the prefetched messages stay on the broker with their
+    claims (still valid in Redis), for the next consumer of the queue to hand out."""
+    _post_webhooks(client, receiver, 3)
+    broker = build_broker(settings)
+    try:
+        declare_actors(broker, settings)
+        lifecycle = next(m for m in broker.middleware if isinstance(m, JobLifecycle))
+        lifecycle.before_worker_boot(broker, SimpleNamespace(worker_threads=3))
+        consumer = broker.consume("webhooks", prefetch=3, timeout=100)
+        assert next(consumer) is not None  # all three fetched and claimed, one handed out
+        redis_server.stop()
+        try:
+            consumer.close()  # must not raise
+            kept = broker.pending["webhooks"]
+            assert len(kept) == 2
+            assert all(claim is not None and claim.verdict == "run" for _, _, claim in kept)
+        finally:
+            redis_server.start()
     finally:
         broker.close()
