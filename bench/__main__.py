@@ -34,6 +34,7 @@ from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 
 from app.enqueue import submit
+from jobfleet.cli import api_server_argv
 from jobfleet.embedded_redis import free_port, port_open, start_redis
 from jobfleet.settings import Settings
 from middleware.store import script_source
@@ -290,26 +291,8 @@ end
 
 
 def granian_argv(target: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "wsgi",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--blocking-threads",
-        "4",
-        "--no-ws",
-        "--log-level",
-        "warning",
-        "--factory",
-        target,
-    ]
+    """The production API server command (default settings, loopback) serving ``target`` on ``port``."""
+    return api_server_argv(Settings.from_env({}), target=target, port=port)
 
 
 def wait_http(port: int, timeout: float = 30) -> None:

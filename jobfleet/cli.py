@@ -34,36 +34,40 @@ def _multiprocess_metrics(settings: Settings, component: str) -> None:
     os.environ[MULTIPROC_ENV] = str(folder)
 
 
+def api_server_argv(settings: Settings, *, target: str = "app.wsgi:create", port: int | None = None) -> list[str]:
+    """The production API server command (granian, WSGI, ``api_workers`` processes of ``api_threads`` threads)
+    serving the app factory ``target``; ``make bench`` runs its baseline app under exactly this command."""
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.api_port if port is None else port),
+        "--workers",
+        str(settings.api_workers),
+        "--blocking-threads",
+        str(settings.api_threads),
+        "--workers-kill-timeout",
+        str(settings.shutdown_timeout_seconds),
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "--factory",
+        target,
+    ]
+
+
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     """Serve the API with granian (WSGI interface, blocking threads per worker process)."""
     from app.auth import check_mode
 
     check_mode(settings)  # refuse an unauthenticated API on a public address before starting anything
     _multiprocess_metrics(settings, "api")
-    return _exec(
-        [
-            sys.executable,
-            "-m",
-            "granian",
-            "--interface",
-            "wsgi",
-            "--host",
-            settings.api_host,
-            "--port",
-            str(settings.api_port),
-            "--workers",
-            str(settings.api_workers),
-            "--blocking-threads",
-            str(settings.api_threads),
-            "--workers-kill-timeout",
-            str(settings.shutdown_timeout_seconds),
-            "--no-ws",
-            "--log-level",
-            "warning",
-            "--factory",
-            "app.wsgi:create",
-        ]
-    )
+    return _exec(api_server_argv(settings))
 
 
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
