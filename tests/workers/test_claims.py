@@ -8,7 +8,8 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,6 +35,20 @@ def _post_webhooks(client: FlaskClient, receiver: Receiver, count: int) -> list[
         ).get_json()["job_id"]
         for n in range(count)
     ]
+
+
+@contextmanager
+def claiming_consumer(settings: Settings, *, threads: int) -> Iterator[tuple[Any, Any]]:
+    """A production broker set up as a worker with ``threads`` threads would set it up (claims on), and a
+    consumer of the webhooks queue; no worker threads, so the test drives the consumer itself."""
+    broker = build_broker(settings)
+    try:
+        declare_actors(broker, settings)
+        lifecycle = next(m for m in broker.middleware if isinstance(m, JobLifecycle))
+        lifecycle.before_worker_boot(broker, SimpleNamespace(worker_threads=threads))
+        yield broker, broker.consume("webhooks", prefetch=threads, timeout=100)
+    finally:
+        broker.close()
 
 
 def _script_calls(redis_url: str, sha: str, first_key: str = "") -> tuple[Callable[[], int], threading.Event]:
@@ -173,12 +188,7 @@ def test_release_undoes_a_claim_that_never_ran(
 ) -> None:
     """The consumer's two give-back paths (shutdown requeue of handed-out messages, close with prefetched ones)."""
     job_ids = _post_webhooks(client, receiver, 3)
-    broker = build_broker(settings)
-    try:
-        declare_actors(broker, settings)
-        lifecycle = next(m for m in broker.middleware if isinstance(m, JobLifecycle))
-        lifecycle.before_worker_boot(broker, SimpleNamespace(worker_threads=3))
-        consumer = broker.consume("webhooks", prefetch=3, timeout=100)
+    with claiming_consumer(settings, threads=3) as (_broker, consumer):
         handed = next(consumer)  # fetches and claims all three; hands out one
         assert handed is not None
         assert handed._jf_claim.verdict == "run"
@@ -192,8 +202,6 @@ def test_release_undoes_a_claim_that_never_ran(
             assert not redis_client.exists(keys.ledger("webhook", f"anonymous:k{n}"))  # lease given back
         assert redis_client.zcard(keys.running()) == 0
         assert redis_client.llen(keys.queue("webhooks")) == 3  # and the messages are back on their queue
-    finally:
-        broker.close()
 
 
 def test_a_message_the_worker_cannot_decode_is_never_claimed(
@@ -250,10 +258,7 @@ def test_orphans_are_requeued_only_when_they_stay_unheld(
     """A message in this worker's unacked set that nothing here holds is an orphan only if it stays so: one a
     finishing thread took is handed over a moment later, and requeueing it would run it twice."""
     monkeypatch.setattr(redis_broker, "_ORPHAN_AGE_S", 0.2)
-    broker = build_broker(settings)
-    try:
-        declare_actors(broker, settings)
-        consumer = broker.consume("webhooks", prefetch=4, timeout=100)
+    with claiming_consumer(settings, threads=4) as (broker, consumer):
         keys = Keys(settings.namespace)
         acks = keys.acks(broker.broker_id, "webhooks")
         for redis_id in ("lost", "taken"):
@@ -267,8 +272,6 @@ def test_orphans_are_requeued_only_when_they_stay_unheld(
         assert redis_client.lrange(keys.queue("webhooks"), 0, -1) == [b"lost"]
         assert redis_client.smembers(acks) == {b"taken"}
         assert "webhooks" not in broker.orphans_suspected
-    finally:
-        broker.close()
 
 
 def test_prefetched_messages_keep_their_claims_when_redis_is_down_at_close(
@@ -277,12 +280,7 @@ def test_prefetched_messages_keep_their_claims_when_redis_is_down_at_close(
     """Neither the release nor the requeue can reach Redis: the prefetched messages stay on the broker with their
     claims (still valid in Redis), for the next consumer of the queue to hand out."""
     _post_webhooks(client, receiver, 3)
-    broker = build_broker(settings)
-    try:
-        declare_actors(broker, settings)
-        lifecycle = next(m for m in broker.middleware if isinstance(m, JobLifecycle))
-        lifecycle.before_worker_boot(broker, SimpleNamespace(worker_threads=3))
-        consumer = broker.consume("webhooks", prefetch=3, timeout=100)
+    with claiming_consumer(settings, threads=3) as (broker, consumer):
         assert next(consumer) is not None  # all three fetched and claimed, one handed out
         redis_server.stop()
         try:
@@ -292,5 +290,3 @@ def test_prefetched_messages_keep_their_claims_when_redis_is_down_at_close(
             assert all(claim is not None and claim.verdict == "run" for _, _, claim in kept)
         finally:
             redis_server.start()
-    finally:
-        broker.close()
