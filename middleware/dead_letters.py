@@ -5,6 +5,8 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
+from dramatiq.common import q_name
+
 
 def dead_letter(message: Any, attempt: Any, error: dict[str, Any], reason: str) -> dict[str, Any]:
     """The dead-letter entry for ``message``'s final attempt (finish.lua adds history and timestamps)."""
@@ -41,7 +43,7 @@ def replayable(message: Any) -> dict[str, Any]:
         not in {"redis_message_id", "eta", "retries", "traceback", "requeue_timestamp", "ready_at", "delivery_token"}
     }
     return {
-        "queue_name": message.queue_name.removesuffix(".DQ"),
+        "queue_name": q_name(message.queue_name),
         "actor_name": message.actor_name,
         "args": list(message.args),
         "kwargs": message.kwargs,

@@ -11,7 +11,7 @@ from typing import Any
 
 import dramatiq
 import structlog
-from dramatiq.common import dq_name
+from dramatiq.common import dq_name, q_name
 from dramatiq.middleware import Middleware, SkipMessage
 
 from middleware.claims import Claims, Delivery, delivery, option
@@ -246,7 +246,7 @@ class JobLifecycle(Middleware):
                 token=attempt.token,
                 outcome=outcome,
                 running_member=attempt.running_member,
-                queue_name=message.queue_name.removesuffix(".DQ"),
+                queue_name=q_name(message.queue_name),
                 ack=ack,
                 retry=retry,
                 # Only the first try takes the next message: a try that failed may still have taken one.

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
+from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
@@ -23,16 +24,6 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
 
 # Outcome event (middleware.lifecycle.Outcome) -> the end-to-end histogram's ``outcome`` label, for final ones.
 _FINAL = {"succeeded": "succeeded", "dead_lettered": "dead", "cancelled": "cancelled"}
-
-
-def queue_label(message: Any) -> str:
-    """The queue a message belongs to (delayed messages report their base queue)."""
-    return base_queue(message.queue_name)
-
-
-def base_queue(queue_name: str) -> str:
-    """``queue_name`` without Dramatiq's delay-queue suffix."""
-    return queue_name.removesuffix(".DQ")
 
 
 def accepted_at(message: Any, attempt: Any) -> float:
@@ -195,7 +186,7 @@ class WorkerMetrics(Middleware):
     def _series_for(self, queue_name: str, actor: str) -> _Series:
         series = self._series.get((queue_name, actor))
         if series is None:
-            queue = base_queue(queue_name)
+            queue = q_name(queue_name)  # delayed deliveries count on their base queue
             series = self._series[queue_name, actor] = _Series(
                 started=self.started.labels(queue, actor),
                 in_progress=self.in_progress.labels(queue, actor),

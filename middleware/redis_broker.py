@@ -14,7 +14,7 @@ import redis
 import structlog
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import compute_backoff, current_millis, dq_name
+from dramatiq.common import compute_backoff, current_millis, dq_name, q_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
@@ -284,7 +284,7 @@ class _JobfleetConsumer(_RedisConsumer):
         store = self.broker.jobfleet_store
         if store is not None:
             store.dead_letter_poison(
-                queue_name=self.queue_name.removesuffix(".DQ"),
+                queue_name=q_name(self.queue_name),
                 redis_message_id=redis_id,
                 raw=data,
                 reason=reason,

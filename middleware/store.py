@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any, TypeVar, cast
 
 import redis
+from dramatiq.common import dq_name, q_name
 
 from middleware.errors import InvalidTransition, JobNotFound, QueueFull, StoreUnavailable
 from middleware.keys import Keys
@@ -135,8 +136,8 @@ class JobStore:
 
         Raise QueueFull when the queue (ready + delayed) already holds ``max_queue_depth`` messages (0: no limit).
         """
-        ready_queue = queue_name.removesuffix(".DQ")
-        other_half = ready_queue if queue_name.endswith(".DQ") else f"{ready_queue}.DQ"
+        ready_queue = q_name(queue_name)
+        other_half = ready_queue if queue_name != ready_queue else dq_name(ready_queue)
         flat: list[Any] = []
         for name, value in fields.items():
             flat += [name, value]

@@ -15,12 +15,11 @@ from typing import Any
 
 import dramatiq
 import structlog
+from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 from opentelemetry import context, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-from middleware.metrics import base_queue
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -72,7 +71,7 @@ class Tracing(Middleware):
             if original.is_valid:
                 links.append(Link(original, {"jobfleet.link": "replay_of"}))
             parent = context.Context()
-        queue = base_queue(message.queue_name)
+        queue = q_name(message.queue_name)
         span = self.tracer.start_span(
             f"process {queue}",
             context=parent,
