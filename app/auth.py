@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from app.problems import Problem
+from jobfleet.net import is_loopback_host
 from jobfleet.settings import Settings
 from middleware.errors import ConfigError, JobNotFound
 
@@ -150,18 +150,9 @@ def load_keys(path: str) -> KeyRing:
     return parse_keys(read_keys_document(Path(path)), f"JOBFLEET_API_KEYS_FILE={path!r}")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_mode(settings: Settings) -> None:
     """Refuse to serve without auth on a non-loopback address unless JOBFLEET_AUTH=disabled says so."""
-    if settings.auth == "auto" and not settings.api_keys_file and not _is_loopback(settings.api_host):
+    if settings.auth == "auto" and not settings.api_keys_file and not is_loopback_host(settings.api_host):
         raise ConfigError(
             f"JOBFLEET_API_HOST={settings.api_host!r} is not loopback and no JOBFLEET_API_KEYS_FILE is set: "
             "issue keys with `jobfleet keys issue`, or set JOBFLEET_AUTH=disabled if you really mean it"

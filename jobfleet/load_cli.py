@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.server
-import ipaddress
 import json
 import random
 import sys
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobfleet.embedded_redis import port_open
+from jobfleet.net import is_loopback_host
 from jobfleet.settings import Settings
 
 # What the receiver answers, by share of requests: most succeed, some are retried, a few dead-letter.
@@ -34,13 +34,7 @@ MIX = (("webhook", 0.5), ("report", 0.3), ("email", 0.15), ("invalid", 0.05))
 
 def is_loopback_url(url: str) -> bool:
     """True when ``url`` points at this machine (the only place load may go)."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urllib.parse.urlsplit(url).hostname or "")
 
 
 @dataclass
