@@ -18,6 +18,7 @@ from dramatiq.common import compute_backoff, current_millis, dq_name, q_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
+from middleware.errors import StoreUnavailable
 from middleware.keys import Keys
 from middleware.store import Begin, script_source
 
@@ -280,17 +281,23 @@ class _JobfleetConsumer(_RedisConsumer):
                 message = _salvage(data)
         if not reason:
             return cast(Message[Any], message)
-        log.error("poison message dead-lettered", queue=self.queue_name, redis_message_id=redis_id, reason=reason)
         store = self.broker.jobfleet_store
-        if store is not None:
-            store.dead_letter_poison(
-                queue_name=q_name(self.queue_name),
-                redis_message_id=redis_id,
-                raw=data,
-                reason=reason,
-                message=message,
-            )
-        self.broker.do_ack(self.queue_name, redis_id)
+        try:
+            if store is not None:
+                store.dead_letter_poison(
+                    queue_name=q_name(self.queue_name),
+                    redis_message_id=redis_id,
+                    raw=data,
+                    reason=reason,
+                    message=message,
+                )
+            self.broker.do_ack(self.queue_name, redis_id)
+        except (StoreUnavailable, redis.ConnectionError) as exc:
+            # Redis went away between the fetch and here: keep the message first in line, so the restarted
+            # consumer dead-letters it as soon as Redis is back (it is still in our unacked set meanwhile).
+            self._pending.insert(0, (redis_id, data, None))
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+        log.error("poison message dead-lettered", queue=self.queue_name, redis_message_id=redis_id, reason=reason)
         return None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from dramatiq.errors import ConnectionClosed
 from flask.testing import FlaskClient
 
 from jobfleet.settings import Settings
@@ -290,3 +291,26 @@ def test_prefetched_messages_keep_their_claims_when_redis_is_down_at_close(
             assert all(claim is not None and claim.verdict == "run" for _, _, claim in kept)
         finally:
             redis_server.start()
+
+
+def test_a_poison_message_met_while_redis_is_down_is_dead_lettered_once_redis_is_back(
+    client: FlaskClient, redis_client: redis.Redis, redis_server: RedisServer, settings: Settings
+) -> None:
+    """The consumer fetched a poison message, then Redis went away before it could be dead-lettered: the consumer
+    restarts (ConnectionClosed) with the message still first in line, and dead-letters it when Redis is back."""
+    keys = Keys(settings.namespace)
+    redis_client.hset(keys.queue_messages("webhooks"), "garbage-1", b"\xff not json")
+    redis_client.rpush(keys.queue("webhooks"), "garbage-1")
+    with claiming_consumer(settings, threads=2) as (broker, consumer):
+        assert consumer._fetch()  # the garbage is now prefetched, not yet decoded
+        redis_server.stop()
+        try:
+            with pytest.raises(ConnectionClosed):
+                next(consumer)
+            assert [redis_id for redis_id, _, _ in broker.pending["webhooks"]] == ["garbage-1"]
+        finally:
+            redis_server.start()  # (this test Redis keeps no data across a restart: only the letter is checked)
+        assert next(consumer) is None  # dead-lettered and acked, nothing to hand out
+    [letter] = client.get("/v1/dlq?reason=poison").get_json()["items"]
+    assert letter["job_id"] == "poison-garbage-1"
+    assert "undecodable" in letter["message"]
