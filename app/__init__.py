@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Flask
 from opentelemetry.trace import TracerProvider
 
-from jobfleet.redis_client import make_client
-from jobfleet.settings import Settings
-from workers.broker import build_store
+from jobfleet.core.redis_client import make_client
+from jobfleet.core.settings import Settings
+from jobfleet.workers.broker import build_store
 
 from . import auth, dlq, health, jobs, limits, metrics, openapi, problems, telemetry
 from .services import Services

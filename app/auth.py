@@ -16,10 +16,10 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from app.problems import Problem
-from jobfleet.net import is_loopback_host
-from jobfleet.settings import Settings
-from middleware.errors import ConfigError, JobNotFound
+from jobfleet.app.problems import Problem
+from jobfleet.core.errors import ConfigError, JobNotFound
+from jobfleet.core.net import is_loopback_host
+from jobfleet.core.settings import Settings
 
 JOBS_WRITE = "jobs:write"
 JOBS_READ = "jobs:read"

@@ -9,11 +9,11 @@ import pydantic
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.jobs import caller, read_json_object, validation_problem
-from app.problems import Problem
-from app.schemas import iso
-from app.services import services
-from middleware.dlq import MAX_BULK, DeadLetters, Filter, summary
+from jobfleet.app.jobs import caller, read_json_object, validation_problem
+from jobfleet.app.problems import Problem
+from jobfleet.app.schemas import iso
+from jobfleet.app.services import services
+from jobfleet.store.dead_letters import MAX_BULK, DeadLetters, Filter, summary
 
 bp = Blueprint("dlq", __name__, url_prefix="/v1")
 

@@ -13,9 +13,9 @@ from typing import Any
 from dramatiq import Message
 from dramatiq.common import dq_name
 
-from middleware.errors import IdempotencyConflict
-from middleware.store import JobStore
-from workers.registry import JobType
+from jobfleet.core.errors import IdempotencyConflict
+from jobfleet.core.job_types import JobType
+from jobfleet.store.jobs import JobStore
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, Response, jsonify
 
-from app.problems import Problem
-from app.services import services
+from jobfleet.app.problems import Problem
+from jobfleet.app.services import services
 
 bp = Blueprint("health", __name__)
 

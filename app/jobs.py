@@ -12,14 +12,14 @@ from typing import Any
 import pydantic
 from flask import Blueprint, Response, jsonify, request
 
-from app.auth import current_caller, current_principal, ensure_owner
-from app.enqueue import submit
-from app.limits import admit_enqueue, check_body_shape
-from app.problems import Problem
-from app.schemas import JobAccepted, JobEvent, JobEvents, JobStatus, iso
-from app.services import services
-from app.telemetry import current_trace_context
-from workers.registry import JOB_TYPES
+from jobfleet.app.auth import current_caller, current_principal, ensure_owner
+from jobfleet.app.enqueue import submit
+from jobfleet.app.limits import admit_enqueue, check_body_shape
+from jobfleet.app.problems import Problem
+from jobfleet.app.schemas import JobAccepted, JobEvent, JobEvents, JobStatus, iso
+from jobfleet.app.services import services
+from jobfleet.app.telemetry import current_trace_context
+from jobfleet.core.job_types import JOB_TYPES
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 

@@ -9,11 +9,11 @@ from typing import Any
 import redis
 from flask import Flask, current_app, request
 
-from app.auth import ENDPOINT_SCOPES, current_caller
-from app.problems import Problem
-from jobfleet.settings import Settings
-from middleware.keys import Keys
-from middleware.limits import Admission
+from jobfleet.app.auth import ENDPOINT_SCOPES, current_caller
+from jobfleet.app.problems import Problem
+from jobfleet.core.settings import Settings
+from jobfleet.store.keys import Keys
+from jobfleet.store.rate_limit import Admission
 
 
 def admission() -> Admission:

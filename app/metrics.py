@@ -4,17 +4,18 @@ scrape aggregates them; elsewhere (tests) the app's own registry is served."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import time
 from typing import Any
 
 from flask import Flask, Response, g, request
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from jobfleet.telemetry import multiprocess_registry
-from workers.registry import JOB_TYPES
+from jobfleet.core.job_types import JOB_TYPES
+from jobfleet.core.telemetry import multiprocess_registry
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -91,10 +92,6 @@ def init_app(app: Flask, *, multiprocess_dir: str = "", registry: CollectorRegis
     metrics = ApiMetrics(registry or CollectorRegistry())
     app.extensions["jobfleet_metrics"] = metrics
     if multiprocess_dir:
-        import atexit
-
-        from prometheus_client import multiprocess
-
         atexit.register(multiprocess.mark_process_dead, os.getpid(), multiprocess_dir)
 
     @app.before_request

@@ -8,9 +8,9 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
 import jobfleet
-from app.dlq import MAX_CURSOR, BulkReplayRequest
-from app.schemas import Health, JobAccepted, JobEvents, JobStatus, ProblemDetails
-from workers.registry import JOB_TYPES
+from jobfleet.app.dlq import MAX_CURSOR, BulkReplayRequest
+from jobfleet.app.schemas import Health, JobAccepted, JobEvents, JobStatus, ProblemDetails
+from jobfleet.core.job_types import JOB_TYPES
 
 bp = Blueprint("openapi", __name__)
 

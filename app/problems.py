@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
-from middleware.errors import (
+from jobfleet.core.errors import (
     IdempotencyConflict,
     InvalidTransition,
     JobNotFound,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import redis
 from flask import current_app
 
-from jobfleet.settings import Settings
-from middleware.store import JobStore
+from jobfleet.core.settings import Settings
+from jobfleet.store.jobs import JobStore
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from flask import Flask, Response, g, request
 from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from middleware.tracing import inject, span_ids
+from jobfleet.middleware.tracing import inject, span_ids
 
 _UNTRACED = frozenset({"prometheus_metrics"})
 
@@ -25,7 +26,6 @@ def current_trace_context() -> dict[str, str]:
 
 def init_app(app: Flask, *, tracer_provider: trace.TracerProvider | None = None) -> None:
     """Trace every request of ``app`` (except scrapes of /metrics) and bind its ids to the log context."""
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     propagator = TraceContextTextMapPropagator()
     tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("jobfleet.api")

@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
+import os
+
 from flask import Flask
 
-from jobfleet.logging import configure_logging
-from jobfleet.settings import Settings
+from jobfleet.app import create_app
+from jobfleet.core.logging import configure_logging
+from jobfleet.core.redis_check import warn_if_unsafe
+from jobfleet.core.settings import Settings
+from jobfleet.core.telemetry import configure_tracing
 
 
 def create() -> Flask:
     """Build the API from the environment (the server calls this once per worker process)."""
-    import os
-
-    from app import create_app
-    from jobfleet.redis_check import warn_if_unsafe
-    from jobfleet.telemetry import configure_tracing
 
     settings = Settings.from_env()
     configure_logging(settings.log_level, component="api")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import platform
@@ -33,14 +34,14 @@ import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 
-from app.enqueue import submit
-from jobfleet.cli import api_server_argv
-from jobfleet.embedded_redis import free_port, port_open, start_redis
-from jobfleet.settings import Settings
-from middleware.store import script_source
-from workers.broker import build_store
-from workers.payloads import JobPayload
-from workers.registry import JobType
+from jobfleet.app.enqueue import submit
+from jobfleet.core.job_types import JobType
+from jobfleet.core.payloads import JobPayload
+from jobfleet.core.settings import Settings
+from jobfleet.ops.cli import api_server_argv
+from jobfleet.ops.embedded_redis import free_port, port_open, start_redis
+from jobfleet.store.jobs import script_source
+from jobfleet.workers.broker import build_store
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTER = "bench:done"
@@ -174,7 +175,7 @@ def worker_argv(system: str) -> list[str]:
 def script_names() -> dict[str, str]:
     """sha1 → readable name for every Lua script either system runs."""
     names = {}
-    for path in (resources.files("middleware") / "lua").iterdir():
+    for path in (resources.files("jobfleet.store") / "lua").iterdir():
         if path.name.endswith(".lua"):
             name = path.name.removesuffix(".lua")
             names[hashlib.sha1(script_source(name).encode()).hexdigest()] = name  # noqa: S324
@@ -330,7 +331,6 @@ def run_wrk(port: int, seconds: int, path: str, workdir: Path) -> dict[str, Any]
 
 def python_load(port: int, seconds: int, path: str) -> dict[str, Any]:
     """Fallback load generator (32 keep-alive connections) when wrk is not installed."""
-    import http.client
 
     latencies: list[float] = []
     errors = 0
@@ -376,7 +376,7 @@ def api_enqueue(opts: Options) -> dict[str, Any]:
     """Enqueue rate of the real API vs a minimal actor.send endpoint, same server (granian), same run."""
     tool = "wrk" if shutil.which("wrk") else "python"
     out: dict[str, Any] = {"load_generator": tool, "connections": 32, "seconds": opts.wrk_seconds}
-    for name, target in (("minimal_send", "bench.minimal_app:create"), ("jobfleet", "app.wsgi:create")):
+    for name, target in (("minimal_send", "bench.minimal_app:create"), ("jobfleet", "jobfleet.app.wsgi:create")):
         with redis_server(opts.workdir) as url:
             port = free_port()
             env = child_env(url, opts.workdir)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dramatiq
 
-from middleware.redis_broker import JobfleetRedisBroker
-from workers.boot import setup as production_setup
+from jobfleet.broker.redis_broker import JobfleetRedisBroker
+from jobfleet.workers.boot import setup as production_setup
 
 COUNTER = "bench:done"
 

@@ -14,13 +14,13 @@ import structlog
 from dramatiq.common import dq_name, q_name
 from dramatiq.middleware import Middleware, SkipMessage
 
-from middleware.claims import Claims, Delivery, delivery, option
-from middleware.context import JobContext, set_current_job
-from middleware.dead_letters import dead_letter, error_info
-from middleware.errors import JobCancelled, LeaseHeld, LedgerUnavailable, StoreUnavailable
-from middleware.redis_broker import JobfleetRedisBroker
-from middleware.retry_policy import PERMANENT, RetryPolicy, classify
-from middleware.store import Begin, JobStore, retry_call
+from jobfleet.broker.claims import Claims, Delivery, delivery, option
+from jobfleet.broker.redis_broker import JobfleetRedisBroker
+from jobfleet.core.errors import JobCancelled, LeaseHeld, LedgerUnavailable, StoreUnavailable
+from jobfleet.middleware.job_context import JobContext, set_current_job
+from jobfleet.middleware.retry_policy import PERMANENT, RetryPolicy, classify
+from jobfleet.store.jobs import Begin, JobStore, retry_call
+from jobfleet.store.records import dead_letter, error_info
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,7 @@ import pydantic
 import redis
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from middleware.errors import JobCancelled, LeaseHeld, LedgerUnavailable, PermanentError, TransientError
+from jobfleet.core.errors import JobCancelled, LeaseHeld, LedgerUnavailable, PermanentError, TransientError
 
 TRANSIENT = "transient"
 PERMANENT = "permanent"

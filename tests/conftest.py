@@ -23,8 +23,8 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jobfleet.embedded_redis import free_port
-from jobfleet.settings import Settings
+from jobfleet.core.settings import Settings
+from jobfleet.ops.embedded_redis import free_port
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -174,7 +174,7 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings) -> Flask:
-    from app import create_app
+    from jobfleet.app import create_app
 
     return create_app(settings)
 
@@ -195,7 +195,7 @@ class RunningWorker:
 
 @pytest.fixture
 def start_worker(settings: Settings) -> Iterator[Callable[..., RunningWorker]]:
-    from workers.broker import install
+    from jobfleet.workers.broker import install
 
     started: list[RunningWorker] = []
 

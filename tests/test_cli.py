@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from jobfleet.cli import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, main
+from jobfleet.ops.cli import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, main
 from tests.conftest import Receiver, RunningWorker, wait_for_state
 
 

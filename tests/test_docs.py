@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobfleet.settings import Settings
+from jobfleet.core.settings import Settings
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobfleet.embedded_redis import REQUIRED_CONFIG
+from jobfleet.ops.embedded_redis import REQUIRED_CONFIG
 
 ROOT = Path(__file__).parent.parent
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from jobfleet.settings import Settings, redact_url
-from middleware.errors import ConfigError
+from jobfleet.core.errors import ConfigError
+from jobfleet.core.settings import Settings, redact_url
 
 
 def test_defaults_match_the_readme() -> None:

@@ -10,13 +10,13 @@ from typing import Any
 import dramatiq
 import pydantic
 
-from jobfleet.settings import Settings
-from middleware.context import current_job, report_progress, set_result
-from middleware.errors import PermanentError
-from workers.jobs import email, report, webhook
-from workers.jobs.ssrf import DestinationPolicy
-from workers.payloads import EmailPayload, JobPayload, ReportPayload, WebhookPayload
-from workers.registry import JOB_TYPES
+from jobfleet.core.errors import PermanentError
+from jobfleet.core.job_types import JOB_TYPES
+from jobfleet.core.payloads import EmailPayload, JobPayload, ReportPayload, WebhookPayload
+from jobfleet.core.settings import Settings
+from jobfleet.middleware.job_context import current_job, report_progress, set_result
+from jobfleet.workers.jobs import email, report, webhook
+from jobfleet.workers.jobs.ssrf import DestinationPolicy
 
 
 def _validated(model: type[JobPayload], kwargs: dict[str, Any]) -> Any:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-from jobfleet.logging import configure_logging
-from jobfleet.redis_check import warn_if_unsafe
-from jobfleet.settings import Settings
-from jobfleet.telemetry import configure_tracing
-from middleware.redis_broker import JobfleetRedisBroker
-from workers.broker import install
+from jobfleet.broker.redis_broker import JobfleetRedisBroker
+from jobfleet.core.logging import configure_logging
+from jobfleet.core.redis_check import warn_if_unsafe
+from jobfleet.core.settings import Settings
+from jobfleet.core.telemetry import configure_tracing
+from jobfleet.workers.broker import install
 
 
 def setup() -> JobfleetRedisBroker:

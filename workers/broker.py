@@ -6,18 +6,18 @@ import dramatiq
 from dramatiq.middleware import TimeLimit
 from opentelemetry.trace import TracerProvider
 
-from jobfleet.redis_client import make_client
-from jobfleet.settings import Settings
-from jobfleet.telemetry import serve_worker_metrics
-from middleware.attempt_started import AttemptStarted
-from middleware.keys import Keys
-from middleware.lifecycle import JobLifecycle
-from middleware.metrics import WorkerMetrics
-from middleware.recovery import RecoveryMiddleware
-from middleware.redis_broker import JobfleetRedisBroker
-from middleware.retry_policy import RetryPolicy
-from middleware.store import JobStore
-from middleware.tracing import Tracing
+from jobfleet.broker.recovery import RecoveryMiddleware
+from jobfleet.broker.redis_broker import JobfleetRedisBroker
+from jobfleet.core.redis_client import make_client
+from jobfleet.core.settings import Settings
+from jobfleet.core.telemetry import serve_worker_metrics
+from jobfleet.middleware.attempt_started import AttemptStarted
+from jobfleet.middleware.lifecycle import JobLifecycle
+from jobfleet.middleware.retry_policy import RetryPolicy
+from jobfleet.middleware.tracing import Tracing
+from jobfleet.middleware.worker_metrics import WorkerMetrics
+from jobfleet.store.jobs import JobStore
+from jobfleet.store.keys import Keys
 
 
 def build_store(settings: Settings, client: object | None = None) -> JobStore:
@@ -71,7 +71,7 @@ def build_broker(settings: Settings, *, tracer_provider: TracerProvider | None =
 
 def install(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> JobfleetRedisBroker:
     """Build the broker, make it Dramatiq's global broker and declare the actors on it."""
-    from workers.actors import declare_actors
+    from jobfleet.workers.actors import declare_actors
 
     broker = build_broker(settings, tracer_provider=tracer_provider)
     dramatiq.set_broker(broker)

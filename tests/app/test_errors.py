@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from jobfleet.settings import Settings
+from jobfleet.core.settings import Settings
 from tests.conftest import socket_closed_port
 
 
@@ -34,7 +34,7 @@ def test_wrong_content_type_is_415_naming_the_expected_one(client: FlaskClient) 
 
 
 def test_body_over_the_limit_is_413(settings: Settings) -> None:
-    from app import create_app
+    from jobfleet.app import create_app
 
     small = Settings.from_env({}, redis_url=settings.redis_url, max_body_bytes=100)
     client = create_app(small).test_client()
@@ -78,7 +78,7 @@ def test_bad_idempotency_key_is_400(client: FlaskClient, key: str) -> None:
 
 
 def test_redis_outage_is_a_fast_503_not_a_500() -> None:
-    from app import create_app
+    from jobfleet.app import create_app
 
     down = Settings.from_env({}, redis_url=f"redis://127.0.0.1:{socket_closed_port()}/0", redis_timeout_seconds=0.5)
     client = create_app(down).test_client()

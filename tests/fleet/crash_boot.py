@@ -8,8 +8,8 @@ import signal
 
 import dramatiq
 
-from middleware.redis_broker import JobfleetRedisBroker
-from workers.boot import setup as real_setup
+from jobfleet.broker.redis_broker import JobfleetRedisBroker
+from jobfleet.workers.boot import setup as real_setup
 
 
 def crash_worker() -> None:

@@ -11,15 +11,15 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from app import create_app
-from app.enqueue import submit
-from jobfleet.embedded_redis import free_port
-from jobfleet.settings import Settings
+from jobfleet.app import create_app
+from jobfleet.app.enqueue import submit
+from jobfleet.core.job_types import JobType
+from jobfleet.core.payloads import ReportPayload
+from jobfleet.core.settings import Settings
+from jobfleet.ops.embedded_redis import free_port
+from jobfleet.workers.broker import build_store
 from tests.conftest import Receiver, RedisServer, wait_for_state
 from tests.fleet.workers import WorkerProcess
-from workers.broker import build_store
-from workers.payloads import ReportPayload
-from workers.registry import JobType
 
 pytestmark = pytest.mark.slow
 FINAL = {"succeeded", "dead", "cancelled", "failed"}

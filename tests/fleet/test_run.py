@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from jobfleet.embedded_redis import free_port, port_open
+from jobfleet.ops.embedded_redis import free_port, port_open
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ class Fleet:
         self.log = log
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jobfleet.cli", "run"],
+                [sys.executable, "-m", "jobfleet.ops.cli", "run"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import redis
 
-from app import create_app
-from jobfleet.embedded_redis import free_port
-from jobfleet.settings import Settings
+from jobfleet.app import create_app
+from jobfleet.core.settings import Settings
+from jobfleet.ops.embedded_redis import free_port
 from tests.conftest import Receiver, RedisServer
 from tests.fleet.workers import WorkerProcess
 

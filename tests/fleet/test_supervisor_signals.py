@@ -9,7 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from jobfleet.supervisor import _terminate
+from jobfleet.ops.supervisor import _terminate
 
 # A stand-in for the dramatiq master: forwards SIGTERM to a worker in its own process group; the worker records
 # every SIGTERM it receives and exits a moment after the first.

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobfleet.embedded_redis import free_port
+from jobfleet.ops.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ class WorkerProcess:
         *,
         processes: int = 1,
         threads: int = 4,
-        boot: str = "workers.boot:setup",
+        boot: str = "jobfleet.workers.boot:setup",
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.log = tmp / f"worker-{time.monotonic_ns()}.log"

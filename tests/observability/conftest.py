@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from jobfleet.settings import Settings
-from jobfleet.telemetry import build_tracer_provider
-from middleware.metrics import WorkerMetrics
+from jobfleet.core.settings import Settings
+from jobfleet.core.telemetry import build_tracer_provider
+from jobfleet.middleware.worker_metrics import WorkerMetrics
 from tests.conftest import RunningWorker, require_binary
 
 
@@ -57,7 +57,7 @@ def spans() -> Iterator[Spans]:
 
 @pytest.fixture
 def traced_app(settings: Settings, spans: Spans) -> Flask:
-    from app import create_app
+    from jobfleet.app import create_app
 
     return create_app(settings, tracer_provider=spans.provider)
 
@@ -69,7 +69,7 @@ def traced_client(traced_app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def traced_worker(settings: Settings, spans: Spans) -> Iterator[RunningWorker]:
-    from workers.broker import install
+    from jobfleet.workers.broker import install
 
     broker = install(settings, tracer_provider=spans.provider)
     broker.emit_after("process_boot")
@@ -114,6 +114,6 @@ def promtool_check(text: bytes | str) -> None:
 
 @pytest.fixture
 def free_port_factory() -> Callable[[], int]:
-    from jobfleet.embedded_redis import free_port
+    from jobfleet.ops.embedded_redis import free_port
 
     return free_port

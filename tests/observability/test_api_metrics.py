@@ -6,8 +6,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
-from app import create_app
-from jobfleet.settings import Settings
+from jobfleet.app import create_app
+from jobfleet.core.settings import Settings
 from tests.conftest import socket_closed_port
 from tests.observability.conftest import promtool_check
 

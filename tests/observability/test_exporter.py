@@ -10,10 +10,10 @@ import redis
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
-from jobfleet.exporter import build_registry
-from jobfleet.settings import Settings
-from jobfleet.telemetry import serve_metrics
-from middleware.keys import Keys
+from jobfleet.core.settings import Settings
+from jobfleet.core.telemetry import serve_metrics
+from jobfleet.ops.exporter import build_registry
+from jobfleet.store.keys import Keys
 from tests.conftest import Receiver, RunningWorker, socket_closed_port, wait_for_state
 from tests.observability.conftest import promtool_check
 

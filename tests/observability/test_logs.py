@@ -14,10 +14,10 @@ import pytest
 import structlog
 from flask.testing import FlaskClient
 
-from app import create_app
-from jobfleet.logging import configure_logging
-from jobfleet.settings import Settings
-from jobfleet.telemetry import build_tracer_provider
+from jobfleet.app import create_app
+from jobfleet.core.logging import configure_logging
+from jobfleet.core.settings import Settings
+from jobfleet.core.telemetry import build_tracer_provider
 from tests.conftest import Receiver, RunningWorker, socket_closed_port, wait_for_state
 from tests.observability.conftest import Spans
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from jobfleet.embedded_redis import free_port
+from jobfleet.ops.embedded_redis import free_port
 from tests.conftest import Receiver, require_binary, stop_process_group
 from tests.observability.conftest import promtool_check
 
@@ -193,7 +193,7 @@ def test_prometheus_scrapes_the_fleet_every_panel_evaluates_and_an_alert_reaches
         "OTEL_TRACES_EXPORTER": "none",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    cli = [sys.executable, "-m", "jobfleet.cli"]
+    cli = [sys.executable, "-m", "jobfleet.ops.cli"]
 
     # Given the fleet: API, one worker process with two threads, the exporter
     stack.start("api", [*cli, "api"], env)

@@ -12,8 +12,8 @@ from dramatiq.broker import MessageProxy
 from flask.testing import FlaskClient
 from opentelemetry.trace import SpanKind, StatusCode
 
-from jobfleet.telemetry import build_tracer_provider, trace_exporters
-from middleware.tracing import Tracing
+from jobfleet.core.telemetry import build_tracer_provider, trace_exporters
+from jobfleet.middleware.tracing import Tracing
 from tests.conftest import Receiver, RunningWorker, wait_for_state
 from tests.observability.conftest import Spans
 

@@ -13,7 +13,7 @@ import dramatiq
 from flask.testing import FlaskClient
 from prometheus_client import generate_latest
 
-from jobfleet.telemetry import multiprocess_registry
+from jobfleet.core.telemetry import multiprocess_registry
 from tests.conftest import Receiver, RunningWorker, wait_for_state
 from tests.observability.conftest import promtool_check, wait_for_sample, worker_registry
 
@@ -143,7 +143,7 @@ def test_worker_exposition_passes_promtool(client: FlaskClient, worker: RunningW
 _CHILD = textwrap.dedent(
     """
     import os, sys
-    from middleware.metrics import WorkerMetrics
+    from jobfleet.middleware.worker_metrics import WorkerMetrics
 
     class FakeWorker:
         worker_threads = 3
@@ -183,8 +183,8 @@ _HOOKS_CHILD = textwrap.dedent(
     import os, time
     from dramatiq import Message
     from dramatiq.broker import MessageProxy
-    from middleware.lifecycle import Attempt, Outcome
-    from middleware.metrics import WorkerMetrics
+    from jobfleet.middleware.lifecycle import Attempt, Outcome
+    from jobfleet.middleware.worker_metrics import WorkerMetrics
 
     metrics = WorkerMetrics(multiprocess_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"])
 

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from jobfleet.settings import Settings
+from jobfleet.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"

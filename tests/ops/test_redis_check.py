@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from jobfleet.redis_check import check_durability, warn_if_unsafe
+from jobfleet.core.redis_check import check_durability, warn_if_unsafe
 from tests.conftest import socket_closed_port
 
 

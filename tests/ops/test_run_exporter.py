@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jobfleet.embedded_redis import free_port, port_open
+from jobfleet.ops.embedded_redis import free_port, port_open
 from tests.fleet.test_run import fleet_env, marked_pids, start_fleet  # noqa: F401 - fixtures reused
 
 pytestmark = pytest.mark.slow

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from jobfleet.embedded_redis import free_port, port_open
-from jobfleet.load_cli import is_loopback_url, run_load
-from jobfleet.settings import Settings
-from jobfleet.stack import prometheus_config
+from jobfleet.core.settings import Settings
+from jobfleet.ops.cmd_load import is_loopback_url, run_load
+from jobfleet.ops.embedded_redis import free_port, port_open
+from jobfleet.ops.stack import prometheus_config
 from tests.conftest import require_binary
 from tests.fleet.test_run import http, marked_pids
 
@@ -41,7 +41,7 @@ PORTS = (
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "jobfleet.cli", *args],
+        [sys.executable, "-m", "jobfleet.ops.cli", *args],
         env=env,
         cwd=REPO,
         capture_output=True,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from jobfleet.cli import main
-from jobfleet.settings import Settings
+from jobfleet.core.settings import Settings
+from jobfleet.ops.cli import main
 from tests.conftest import RunningWorker, socket_closed_port, wait_for_state
 
 

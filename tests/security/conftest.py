@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.auth import hash_key
-from jobfleet.settings import Settings
+from jobfleet.app.auth import hash_key
+from jobfleet.core.settings import Settings
 
 # role -> (caller, scopes, job types or None); the key of each role is "key-<role>"
 ROLES: dict[str, tuple[str, list[str], list[str] | None]] = {
@@ -54,7 +54,7 @@ def secure_settings(settings: Settings, keys_file: Path) -> Settings:
 
 @pytest.fixture
 def secure_app(secure_settings: Settings) -> Flask:
-    from app import create_app
+    from jobfleet.app import create_app
 
     return create_app(secure_settings)
 

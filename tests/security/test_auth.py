@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from app.auth import hash_key, load_keys
-from jobfleet import cli
-from jobfleet.settings import Settings
-from middleware.errors import ConfigError
+from jobfleet.app.auth import hash_key, load_keys
+from jobfleet.core.errors import ConfigError
+from jobfleet.core.settings import Settings
+from jobfleet.ops import cli
 from tests.security.conftest import bearer
 
 UNKNOWN = "0" * 32
@@ -161,7 +161,7 @@ def test_refused_enqueues_are_counted_by_reason(secure_client: FlaskClient) -> N
 def test_disabled_auth_warns_loudly_and_everyone_is_anonymous(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from app import create_app
+    from jobfleet.app import create_app
 
     client = create_app(settings).test_client()  # the settings fixture says auth="disabled"
     assert "AUTHENTICATION IS DISABLED" in capsys.readouterr().err
@@ -170,7 +170,7 @@ def test_disabled_auth_warns_loudly_and_everyone_is_anonymous(
 
 
 def test_auto_mode_refuses_an_unauthenticated_api_on_a_public_address(settings: Settings) -> None:
-    from app import create_app
+    from jobfleet.app import create_app
 
     with pytest.raises(ConfigError, match="JOBFLEET_API_HOST"):
         create_app(dataclasses.replace(settings, auth="auto", api_host="0.0.0.0"))
@@ -213,7 +213,7 @@ def test_a_toml_keys_file_works_too(tmp_path: Path) -> None:
 def test_keys_cli_issues_a_key_stores_only_its_hash_and_revokes_it(
     settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app import create_app
+    from jobfleet.app import create_app
 
     path = tmp_path / "keys.json"
     monkeypatch.setenv("REDIS_URL", settings.redis_url)

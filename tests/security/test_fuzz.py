@@ -11,9 +11,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, assume, given, settings
 
-from app import create_app
-from app.openapi import build_document
-from jobfleet.settings import Settings
+from jobfleet.app import create_app
+from jobfleet.app.openapi import build_document
+from jobfleet.core.settings import Settings
 from tests.security.conftest import bearer
 
 OPERATIONS = [(path, method) for path, ops in build_document()["paths"].items() for method in ops]

@@ -12,9 +12,9 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from app import create_app
-from jobfleet.settings import Settings
-from middleware.keys import Keys
+from jobfleet.app import create_app
+from jobfleet.core.settings import Settings
+from jobfleet.store.keys import Keys
 from tests.conftest import RunningWorker, wait_for_state
 from tests.security.conftest import bearer
 

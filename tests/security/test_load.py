@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobfleet.embedded_redis import free_port
+from jobfleet.ops.embedded_redis import free_port
 from tests.conftest import stop_process_group
 from tests.security.conftest import key
 
@@ -94,7 +94,7 @@ def test_the_api_survives_saturation_with_bounded_memory_and_loses_no_accepted_j
         "JOBFLEET_REPORT_DIR": str(tmp_path / "reports"),
         "JOBFLEET_LOG_LEVEL": "WARNING",
     }
-    cmd = [sys.executable, "-m", "jobfleet.cli"]
+    cmd = [sys.executable, "-m", "jobfleet.ops.cli"]
     logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("api", "worker")}
     procs: list[subprocess.Popen[bytes]] = []
     try:

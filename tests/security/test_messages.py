@@ -15,7 +15,7 @@ from dramatiq import Message
 from dramatiq.encoder import JSONEncoder
 from flask.testing import FlaskClient
 
-from middleware.keys import Keys
+from jobfleet.store.keys import Keys
 from tests.conftest import Receiver, RunningWorker, wait_for_state
 
 KEYS = Keys("jobfleet")

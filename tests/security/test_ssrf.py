@@ -10,10 +10,10 @@ from collections.abc import Callable
 import pytest
 from flask.testing import FlaskClient
 
-from jobfleet.settings import Settings
-from middleware.errors import ConfigError, PermanentError
+from jobfleet.core.errors import ConfigError, PermanentError
+from jobfleet.core.settings import Settings
+from jobfleet.workers.jobs.ssrf import DestinationPolicy, resolve
 from tests.conftest import Receiver, RunningWorker, wait_for_state
-from workers.jobs.ssrf import DestinationPolicy, resolve
 
 DEFAULT = DestinationPolicy()
 

@@ -18,15 +18,15 @@ import redis
 from dramatiq.errors import ConnectionClosed
 from flask.testing import FlaskClient
 
-from jobfleet.settings import Settings
-from middleware import redis_broker
-from middleware.errors import StoreUnavailable
-from middleware.keys import Keys
-from middleware.lifecycle import JobLifecycle
-from middleware.store import JobStore, script_source
+from jobfleet.core.errors import StoreUnavailable
+from jobfleet.core.settings import Settings
+from jobfleet.broker import redis_broker
+from jobfleet.middleware.lifecycle import JobLifecycle
+from jobfleet.store.jobs import JobStore, script_source
+from jobfleet.store.keys import Keys
+from jobfleet.workers.actors import declare_actors
+from jobfleet.workers.broker import build_broker
 from tests.conftest import Receiver, RedisServer, RunningWorker, wait_for_state
-from workers.actors import declare_actors
-from workers.broker import build_broker
 
 
 def _post_webhooks(client: FlaskClient, receiver: Receiver, count: int) -> list[str]:

@@ -11,12 +11,12 @@ import dramatiq
 import redis
 from flask.testing import FlaskClient
 
-from app.enqueue import submit
-from middleware.errors import StoreUnavailable
-from middleware.keys import Keys
+from jobfleet.app.enqueue import submit
+from jobfleet.core.errors import StoreUnavailable
+from jobfleet.core.job_types import JobType
+from jobfleet.core.payloads import ReportPayload
+from jobfleet.store.keys import Keys
 from tests.conftest import Receiver, RunningWorker, wait_for_state
-from workers.payloads import ReportPayload
-from workers.registry import JobType
 
 KEYS = Keys("jobfleet")
 FINAL = {"succeeded", "dead", "cancelled", "failed"}

@@ -16,13 +16,13 @@ from dramatiq.brokers.stub import StubBroker
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jobfleet.redis_client import make_client
-from jobfleet.settings import Settings
-from middleware.errors import LedgerUnavailable
-from middleware.keys import Keys
-from middleware.lifecycle import JobLifecycle
-from middleware.retry_policy import RetryPolicy
-from middleware.store import JobStore
+from jobfleet.core.errors import LedgerUnavailable
+from jobfleet.core.redis_client import make_client
+from jobfleet.core.settings import Settings
+from jobfleet.middleware.lifecycle import JobLifecycle
+from jobfleet.middleware.retry_policy import RetryPolicy
+from jobfleet.store.jobs import JobStore
+from jobfleet.store.keys import Keys
 from tests.conftest import Receiver, RunningWorker, socket_closed_port, wait_for_state
 
 KEYS = Keys("jobfleet")
@@ -87,7 +87,7 @@ def test_concurrent_requests_with_one_key_create_exactly_one_job(app: Flask, red
 def test_the_idempotency_window_is_configurable(settings: Settings, redis_client: redis.Redis) -> None:
     import dataclasses
 
-    from app import create_app
+    from jobfleet.app import create_app
 
     client = create_app(dataclasses.replace(settings, idempotency_window_seconds=1)).test_client()
     first = client.post("/v1/jobs/report", json={}, headers={"Idempotency-Key": "short"}).get_json()["job_id"]

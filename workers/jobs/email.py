@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
-from workers.payloads import EmailPayload
+from jobfleet.core.payloads import EmailPayload
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from workers.payloads import ReportPayload
+from jobfleet.core.payloads import ReportPayload
 
 REGIONS = ("emea", "amer", "apac")
 PRODUCTS = ("basic", "pro", "enterprise", "addon")

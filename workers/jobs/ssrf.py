@@ -11,7 +11,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from middleware.errors import ConfigError, PermanentError, TransientError
+from jobfleet.core.errors import ConfigError, PermanentError, TransientError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -7,9 +7,9 @@ import json
 import time
 from typing import Any
 
-from middleware.errors import PermanentError, TransientError
-from workers.jobs.ssrf import DestinationPolicy, connection, resolve
-from workers.payloads import WebhookPayload
+from jobfleet.core.errors import PermanentError, TransientError
+from jobfleet.core.payloads import WebhookPayload
+from jobfleet.workers.jobs.ssrf import DestinationPolicy, connection, resolve
 
 USER_AGENT = "jobfleet-webhook/0.1"
 _RETRYABLE_4XX = {408, 425, 429}

@@ -9,8 +9,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from jobfleet.settings import Settings
-from middleware.dlq import MAX_BULK, DeadLetters, Filter
+from jobfleet.core.settings import Settings
+from jobfleet.store.dead_letters import MAX_BULK, DeadLetters, Filter
+from jobfleet.workers.broker import build_store
 
 
 def _caller() -> str:
@@ -21,7 +22,6 @@ def _caller() -> str:
 
 
 def _dlq(settings: Settings) -> DeadLetters:
-    from workers.broker import build_store
 
     return DeadLetters(build_store(settings))
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
-from middleware.errors import ConfigError
+from jobfleet.core.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -3,17 +3,23 @@ prometheus_client's multiprocess directory, and a small /metrics HTTP server. No
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+from jobfleet.core.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -55,12 +61,8 @@ def trace_exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
                 "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
             )
             if protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
                 exporters.append(GrpcExporter())
             else:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
                 exporters.append(HttpExporter())
         elif name == "console":
             exporters.append(ConsoleSpanExporter())
@@ -99,10 +101,6 @@ def configure_tracing(service_name: str, environ: Mapping[str, str]) -> trace.Tr
 
 def serve_worker_metrics() -> None:
     """Dramatiq fork entry point: serve every worker process's metrics at ``JOBFLEET_WORKER_METRICS_PORT``."""
-    import os
-    import threading
-
-    from jobfleet.settings import Settings
 
     settings = Settings.from_env(os.environ)
     serve_metrics(

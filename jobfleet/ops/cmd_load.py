@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobfleet.embedded_redis import port_open
-from jobfleet.net import is_loopback_host
-from jobfleet.settings import Settings
+from jobfleet.core.net import is_loopback_host
+from jobfleet.core.settings import Settings
+from jobfleet.ops.embedded_redis import port_open
 
 # What the receiver answers, by share of requests: most succeed, some are retried, a few dead-letter.
 WEBHOOK_STATUSES = ((0.82, 200), (0.12, 503), (0.06, 400))
@@ -106,7 +106,7 @@ def smtp_sink(settings: Settings, tally: Tally) -> Iterator[str]:
         yield f"sent to the SMTP server already on {settings.smtp_host}:{settings.smtp_port}"
         return
     try:
-        from aiosmtpd.controller import Controller
+        from aiosmtpd.controller import Controller  # noqa: PLC0415 - a dev dependency, optional here
     except ImportError:
         yield "skipped: aiosmtpd is not installed (pip install aiosmtpd)"
         return

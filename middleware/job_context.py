@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
-from middleware.errors import JobCancelled
+from jobfleet.core.errors import JobCancelled
 
 if TYPE_CHECKING:
-    from middleware.store import JobStore
+    from jobfleet.store.jobs import JobStore
 
 
 @dataclass

@@ -12,14 +12,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
 
-from jobfleet.embedded_redis import port_open, start_redis
-from jobfleet.redis_check import warn_if_unsafe
-from jobfleet.settings import Settings, redact_url
+from jobfleet.core.redis_check import warn_if_unsafe
+from jobfleet.core.redis_client import make_client
+from jobfleet.core.settings import Settings, redact_url
+from jobfleet.ops.embedded_redis import port_open, start_redis
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +77,7 @@ class Supervisor:
         url = self.resolve_redis()
         self.check_redis(url)
         env = {**self.environ, "REDIS_URL": url}
-        exe = [sys.executable, "-m", "jobfleet.cli"]
+        exe = [sys.executable, "-m", "jobfleet.ops.cli"]
         self.children = [
             Child("api", [*exe, "api"], env),
             Child("worker", [*exe, "worker"], env),
@@ -110,9 +111,6 @@ class Supervisor:
 
     def check_redis(self, url: str) -> None:
         """Warn loudly when this Redis could evict or lose queue data (jobfleet.redis_check)."""
-        from dataclasses import replace
-
-        from jobfleet.redis_client import make_client
 
         client = make_client(replace(self.settings, redis_url=url))
         try:

@@ -18,7 +18,7 @@ from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
-from middleware.retry_policy import exception_label
+from jobfleet.middleware.retry_policy import exception_label
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 

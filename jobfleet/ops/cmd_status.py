@@ -13,8 +13,13 @@ from typing import Any
 
 import redis
 
-from jobfleet.settings import Settings, redact_url
-from middleware.errors import StoreUnavailable
+from jobfleet.core.errors import StoreUnavailable
+from jobfleet.core.redis_check import check_durability
+from jobfleet.core.redis_client import make_client
+from jobfleet.core.settings import Settings, redact_url
+from jobfleet.store.dead_letters import DeadLetters, Filter
+from jobfleet.store.queue_state import build_reader
+from jobfleet.workers.broker import build_store
 
 # Dead letters read for the by-reason/by-exception breakdown (newest first); the total is always exact.
 DLQ_SAMPLE = 500
@@ -34,10 +39,6 @@ def _age(seconds: float) -> str:
 
 def collect(settings: Settings, client: redis.Redis) -> dict[str, Any]:
     """Everything ``jobfleet status`` shows, as one JSON-serialisable dict (raise StoreUnavailable on Redis errors)."""
-    from jobfleet.queue_state import build_reader
-    from jobfleet.redis_check import check_durability
-    from middleware.dlq import DeadLetters, Filter
-    from workers.broker import build_store
 
     try:
         snapshot = build_reader(settings, client).read(time.time())
@@ -109,7 +110,6 @@ def render(status: dict[str, Any]) -> str:
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     """Print the fleet's state (``--json`` for scripts); exit 1 when Redis cannot be read."""
-    from jobfleet.redis_client import make_client
 
     client = make_client(settings)
     try:

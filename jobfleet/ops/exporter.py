@@ -6,6 +6,7 @@ workers, never with the number of messages). When Redis cannot be read, the scra
 from __future__ import annotations
 
 import platform
+import signal
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -17,9 +18,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from jobfleet.queue_state import QueueReader, QueueSpec, Snapshot, queue_specs
-from jobfleet.settings import Settings
-from middleware.keys import Keys
+from jobfleet.core.redis_client import make_client
+from jobfleet.core.settings import Settings
+from jobfleet.core.telemetry import serve_metrics
+from jobfleet.store.keys import Keys
+from jobfleet.store.queue_state import QueueReader, QueueSpec, Snapshot, queue_specs
 
 log = structlog.get_logger(__name__)
 
@@ -130,7 +133,6 @@ class QueueCollector(Collector):
 
 def build_registry(settings: Settings, client: redis.Redis | None = None) -> CollectorRegistry:
     """A registry holding the queue collector for ``settings`` (the job types' queues and time limits)."""
-    from jobfleet.redis_client import make_client
 
     registry = CollectorRegistry()
     registry.register(
@@ -147,9 +149,6 @@ def build_registry(settings: Settings, client: redis.Redis | None = None) -> Col
 
 def serve(settings: Settings) -> None:
     """Serve the exporter at ``JOBFLEET_METRICS_HOST:JOBFLEET_EXPORTER_PORT`` until SIGTERM or Ctrl-C."""
-    import signal
-
-    from jobfleet.telemetry import serve_metrics
 
     server = serve_metrics(build_registry(settings), settings.exporter_port, settings.metrics_host)
     stop = threading.Event()

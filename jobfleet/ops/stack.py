@@ -20,14 +20,16 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from jobfleet.embedded_redis import port_open, start_redis
-from jobfleet.settings import Settings, redact_url
+from jobfleet.core.redis_check import check_durability
+from jobfleet.core.redis_client import make_client
+from jobfleet.core.settings import Settings, redact_url
+from jobfleet.ops.embedded_redis import port_open, start_redis
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_ENV = "JOBFLEET_STACK_ID"
@@ -227,10 +229,6 @@ class Stack:
         return url
 
     def _check_redis(self, url: str) -> None:
-        from dataclasses import replace
-
-        from jobfleet.redis_check import check_durability
-        from jobfleet.redis_client import make_client
 
         client = make_client(replace(self.settings, redis_url=url))
         try:
@@ -259,7 +257,7 @@ class Stack:
 
     def _start_fleet(self, env: dict[str, str], started: list[Component]) -> None:
         s = self.settings
-        cli = [sys.executable, "-m", "jobfleet.cli"]
+        cli = [sys.executable, "-m", "jobfleet.ops.cli"]
         api = f"http://{_loopback(s.api_host)}:{s.api_port}"
         metrics = _loopback(s.metrics_host)
         self._spawn(started, "worker", [*cli, "worker"], env, url=f"http://{metrics}:{s.worker_metrics_port}/metrics",

@@ -18,12 +18,12 @@ from dramatiq.common import compute_backoff, current_millis, dq_name, q_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
-from middleware.errors import StoreUnavailable
-from middleware.keys import Keys
-from middleware.store import Begin, script_source
+from jobfleet.core.errors import StoreUnavailable
+from jobfleet.store.jobs import Begin, script_source
+from jobfleet.store.keys import Keys
 
 if TYPE_CHECKING:
-    from middleware.claims import Claims
+    from jobfleet.broker.claims import Claims
 
 log = structlog.get_logger(__name__)
 

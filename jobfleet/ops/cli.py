@@ -12,9 +12,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobfleet import dlq_cli, keys_cli, load_cli, stack, status_cli
-from jobfleet.settings import Settings
-from middleware.errors import ConfigError, InvalidTransition, JobNotFound, StoreUnavailable
+from jobfleet.app.auth import check_mode
+from jobfleet.app.schemas import JobStatus
+from jobfleet.core.errors import ConfigError, InvalidTransition, JobNotFound, StoreUnavailable
+from jobfleet.core.logging import configure_logging
+from jobfleet.core.settings import Settings
+from jobfleet.core.telemetry import MULTIPROC_ENV, fresh_multiprocess_dir
+from jobfleet.ops import cmd_dlq, cmd_keys, cmd_load, cmd_status, stack
+from jobfleet.ops.exporter import serve
+from jobfleet.ops.supervisor import Supervisor
+from jobfleet.workers.broker import build_store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 
@@ -28,13 +35,14 @@ def _exec(argv: list[str]) -> int:
 def _multiprocess_metrics(settings: Settings, component: str) -> None:
     # prometheus_client picks multiprocess mode when it is imported, so the variable must be in the environment
     # of every process of the component before it starts; a fresh dir per start (stale files would add up).
-    from jobfleet.telemetry import MULTIPROC_ENV, fresh_multiprocess_dir
 
     folder = fresh_multiprocess_dir(Path(settings.data_dir).resolve() / "prometheus" / component)
     os.environ[MULTIPROC_ENV] = str(folder)
 
 
-def api_server_argv(settings: Settings, *, target: str = "app.wsgi:create", port: int | None = None) -> list[str]:
+def api_server_argv(
+    settings: Settings, *, target: str = "jobfleet.app.wsgi:create", port: int | None = None
+) -> list[str]:
     """The production API server command (granian, WSGI, ``api_workers`` processes of ``api_threads`` threads)
     serving the app factory ``target``; ``make bench`` runs its baseline app under exactly this command."""
     return [
@@ -63,7 +71,6 @@ def api_server_argv(settings: Settings, *, target: str = "app.wsgi:create", port
 
 def cmd_api(settings: Settings, _args: argparse.Namespace) -> int:
     """Serve the API with granian (WSGI interface, blocking threads per worker process)."""
-    from app.auth import check_mode
 
     check_mode(settings)  # refuse an unauthenticated API on a public address before starting anything
     _multiprocess_metrics(settings, "api")
@@ -78,7 +85,7 @@ def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
             sys.executable,
             "-m",
             "dramatiq",
-            "workers.boot:setup",
+            "jobfleet.workers.boot:setup",
             "--processes",
             str(settings.worker_processes),
             "--threads",
@@ -91,8 +98,6 @@ def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_exporter(settings: Settings, _args: argparse.Namespace) -> int:
     """Serve the queue exporter's /metrics (reads Redis at scrape time)."""
-    from jobfleet.exporter import serve
-    from jobfleet.logging import configure_logging
 
     configure_logging(settings.log_level, component="exporter")
     serve(settings)
@@ -101,8 +106,6 @@ def cmd_exporter(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     """Run Redis (embedded when needed), the API, the workers and the queue exporter until Ctrl-C."""
-    from jobfleet.logging import configure_logging
-    from jobfleet.supervisor import Supervisor
 
     configure_logging(settings.log_level, component="supervisor")
     return Supervisor(settings, dict(os.environ)).run()
@@ -110,8 +113,6 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_jobs_show(settings: Settings, args: argparse.Namespace) -> int:
     """Print one job's status as JSON."""
-    from app.schemas import JobStatus
-    from workers.broker import build_store
 
     record = build_store(settings).get(args.job_id)
     print(json.dumps(JobStatus.from_record(record).model_dump(mode="json"), indent=2))
@@ -134,11 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("exporter", help="serve the queue exporter's /metrics").set_defaults(func=cmd_exporter)
     sub.add_parser("run", help="run Redis, API, workers and the queue exporter together").set_defaults(func=cmd_run)
     sub.add_parser("config", help="list settings and defaults").set_defaults(func=cmd_config)
-    dlq_cli.register(sub)
-    keys_cli.register(sub)
-    status_cli.register(sub)
+    cmd_dlq.register(sub)
+    cmd_keys.register(sub)
+    cmd_status.register(sub)
     stack.register(sub)
-    load_cli.register(sub)
+    cmd_load.register(sub)
     jobs = sub.add_parser("jobs", help="inspect jobs").add_subparsers(dest="jobs_command", required=True)
     show = jobs.add_parser("show", help="show one job")
     show.add_argument("job_id")

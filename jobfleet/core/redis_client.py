@@ -9,8 +9,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from jobfleet.settings import Settings
-from middleware.errors import ConfigError
+from jobfleet.core.errors import ConfigError
+from jobfleet.core.settings import Settings
 
 
 def make_client(settings: Settings, *, timeout: float | None = None) -> redis.Redis:

@@ -13,8 +13,8 @@ from typing import Any, TypeVar, cast
 import redis
 from dramatiq.common import dq_name, q_name
 
-from middleware.errors import InvalidTransition, JobNotFound, QueueFull, StoreUnavailable
-from middleware.keys import Keys
+from jobfleet.core.errors import InvalidTransition, JobNotFound, QueueFull, StoreUnavailable
+from jobfleet.store.keys import Keys
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ _USES_CLAIM = frozenset({"begin", "fetch", "finish"})
 
 def script_source(name: str) -> str:
     """The Lua source of script ``name`` (middleware/lua/<name>.lua) as sent to Redis."""
-    folder = resources.files("middleware") / "lua"
+    folder = resources.files("jobfleet.store") / "lua"
     source = (folder / f"{name}.lua").read_text()
     return (folder / "claim.lua").read_text() + source if name in _USES_CLAIM else source
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers.payloads import EmailPayload, JobPayload, ReportPayload, WebhookPayload
+from jobfleet.core.payloads import EmailPayload, JobPayload, ReportPayload, WebhookPayload
 
 
 @dataclass(frozen=True)

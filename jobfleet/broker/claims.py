@@ -15,8 +15,8 @@ from typing import Any
 import dramatiq
 import structlog
 
-from middleware.errors import StoreUnavailable
-from middleware.store import EVENTS_MAX, Begin, JobStore
+from jobfleet.core.errors import StoreUnavailable
+from jobfleet.store.jobs import EVENTS_MAX, Begin, JobStore
 
 log = structlog.get_logger(__name__)
 

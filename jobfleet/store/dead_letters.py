@@ -12,8 +12,8 @@ from typing import Any, cast
 
 from dramatiq import Message
 
-from middleware.errors import InvalidTransition, JobNotFound
-from middleware.store import AUDIT_MAX, EVENTS_MAX, JobStore, redis_errors
+from jobfleet.core.errors import InvalidTransition, JobNotFound
+from jobfleet.store.jobs import AUDIT_MAX, EVENTS_MAX, JobStore, redis_errors
 
 MAX_BULK = 1000
 _SCAN_CHUNK = 200

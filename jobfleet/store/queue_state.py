@@ -11,8 +11,10 @@ from typing import Any
 
 import redis
 
-from jobfleet.settings import Settings
-from middleware.keys import Keys
+from jobfleet.core.job_types import JOB_TYPES
+from jobfleet.core.redis_client import make_client
+from jobfleet.core.settings import Settings
+from jobfleet.store.keys import Keys
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,6 @@ class QueueReader:
 
 def queue_specs() -> list[QueueSpec]:
     """The job types' queues with their actors and time limits, sorted by queue name."""
-    from workers.registry import JOB_TYPES
 
     queues: dict[str, dict[str, float]] = {}
     for job_type in JOB_TYPES.values():
@@ -139,7 +140,6 @@ def queue_specs() -> list[QueueSpec]:
 
 def build_reader(settings: Settings, client: redis.Redis | None = None) -> QueueReader:
     """A reader of every job type's queue for ``settings``."""
-    from jobfleet.redis_client import make_client
 
     return QueueReader(
         client or make_client(settings),

@@ -6,9 +6,9 @@ from importlib import resources
 
 import redis
 
-from middleware.errors import RateLimited
-from middleware.keys import Keys
-from middleware.store import redis_errors
+from jobfleet.core.errors import RateLimited
+from jobfleet.store.jobs import redis_errors
+from jobfleet.store.keys import Keys
 
 
 class Admission:
@@ -19,7 +19,7 @@ class Admission:
         self.keys = keys
         self.rate = rate_per_second
         self.burst = burst
-        source = (resources.files("middleware") / "lua" / "admit.lua").read_text()
+        source = (resources.files("jobfleet.store") / "lua" / "admit.lua").read_text()
         self._script = client.register_script(source)
 
     def admit(self, caller: str) -> None:
