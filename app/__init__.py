@@ -7,7 +7,7 @@ from opentelemetry.trace import TracerProvider
 
 from jobfleet.core.redis_client import make_client
 from jobfleet.core.settings import Settings
-from jobfleet.workers.broker import build_store
+from jobfleet.store.factory import open_store
 
 from . import auth, dlq, health, jobs, limits, metrics, openapi, problems, telemetry
 from .services import Services
@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     client = make_client(settings)
-    app.extensions["jobfleet"] = Services(settings=settings, client=client, store=build_store(settings, client))
+    app.extensions["jobfleet"] = Services(settings=settings, client=client, store=open_store(settings, client))
     problems.init_app(app)
     metrics.init_app(app, multiprocess_dir=settings.prometheus_multiproc_dir)
     telemetry.init_app(app, tracer_provider=tracer_provider)

@@ -3,30 +3,18 @@ JOBFLEET_API_KEYS_FILE (hashes only); a request costs one SHA-256 and one dict l
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import sys
-import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, g, request
 
 from jobfleet.app.problems import Problem
+from jobfleet.core.api_keys import ANONYMOUS, DLQ_ADMIN, JOBS_READ, JOBS_WRITE, Principal, load_keys
 from jobfleet.core.errors import ConfigError, JobNotFound
 from jobfleet.core.net import is_loopback_host
 from jobfleet.core.settings import Settings
-
-JOBS_WRITE = "jobs:write"
-JOBS_READ = "jobs:read"
-DLQ_ADMIN = "dlq:admin"
-SCOPES = frozenset({JOBS_WRITE, JOBS_READ, DLQ_ADMIN})
-ANONYMOUS = "anonymous"
-_INDEX_CHARS = 16  # hash prefix used to find the candidate entry; the full hash is compared in constant time
 
 # Flask endpoint -> the scope it needs; endpoints not listed (health, metrics, openapi) are public.
 ENDPOINT_SCOPES: Mapping[str, str] = {
@@ -43,111 +31,6 @@ ENDPOINT_SCOPES: Mapping[str, str] = {
 }
 
 log = logging.getLogger("jobfleet.auth")
-
-
-def hash_key(token: str) -> str:
-    """The SHA-256 (hex) of an API key: what the keys file stores."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller: its id (tenant), the key's id for logs, scopes and allowed job types."""
-
-    caller: str
-    key_id: str
-    scopes: frozenset[str]
-    job_types: frozenset[str] | None = None  # None: every job type
-
-    def may_enqueue(self, job_type: str) -> bool:
-        """Whether this key may enqueue ``job_type``."""
-        return self.job_types is None or job_type in self.job_types
-
-
-@dataclass(frozen=True)
-class _Entry:
-    sha256: str
-    principal: Principal
-
-
-class KeyRing:
-    """The configured API keys, indexed by a prefix of their hash for O(1) lookup."""
-
-    def __init__(self, entries: Iterable[_Entry]) -> None:
-        self._index: dict[str, list[_Entry]] = {}
-        for entry in entries:
-            self._index.setdefault(entry.sha256[:_INDEX_CHARS], []).append(entry)
-
-    def __len__(self) -> int:
-        return sum(len(v) for v in self._index.values())
-
-    def authenticate(self, token: str) -> Principal | None:
-        """The principal whose key is ``token``, or None."""
-        digest = hash_key(token)
-        found = None
-        for entry in self._index.get(digest[:_INDEX_CHARS], ()):
-            if hmac.compare_digest(entry.sha256, digest):
-                found = entry.principal
-        return found
-
-
-def parse_keys(data: Mapping[str, Any], source: str) -> KeyRing:
-    """Build a KeyRing from the decoded keys file ``{"keys": [...]}``; raise ConfigError naming the bad entry."""
-    raw = data.get("keys")
-    if not isinstance(raw, list):
-        raise ConfigError(f"{source}: expected a top-level 'keys' list")
-    entries = []
-    seen: set[str] = set()
-    for n, item in enumerate(raw):
-        where = f"{source}: keys[{n}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{where} must be a table/object")
-        caller, digest, scopes = item.get("caller"), item.get("sha256"), item.get("scopes")
-        if not isinstance(caller, str) or not caller or not caller.replace("-", "").replace("_", "").isalnum():
-            raise ConfigError(f"{where}: 'caller' must be a non-empty name of letters, digits, - and _")
-        if caller == ANONYMOUS:
-            raise ConfigError(f"{where}: 'caller' may not be {ANONYMOUS!r} (reserved for JOBFLEET_AUTH=disabled)")
-        if not isinstance(digest, str) or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
-            raise ConfigError(f"{where}: 'sha256' must be 64 lowercase hex characters (`jobfleet keys hash`)")
-        if digest in seen:
-            raise ConfigError(f"{where}: the same key appears twice")
-        seen.add(digest)
-        if not isinstance(scopes, list) or not scopes or not set(scopes) <= SCOPES:
-            raise ConfigError(f"{where}: 'scopes' must be a non-empty list of {', '.join(sorted(SCOPES))}")
-        job_types = item.get("job_types")
-        if job_types is not None and (
-            not isinstance(job_types, list) or not all(isinstance(t, str) for t in job_types)
-        ):
-            raise ConfigError(f"{where}: 'job_types' must be a list of job type names")
-        entries.append(
-            _Entry(
-                digest,
-                Principal(
-                    caller=caller,
-                    key_id=str(item.get("id") or digest[:12]),
-                    scopes=frozenset(scopes),
-                    job_types=frozenset(job_types) if job_types is not None else None,
-                ),
-            )
-        )
-    return KeyRing(entries)
-
-
-def read_keys_document(path: Path) -> dict[str, Any]:
-    """The decoded keys file (TOML when it ends in .toml, else JSON); ConfigError when unreadable."""
-    try:
-        text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"JOBFLEET_API_KEYS_FILE={str(path)!r} cannot be read: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"JOBFLEET_API_KEYS_FILE={str(path)!r}: expected an object with a 'keys' list")
-    return data
-
-
-def load_keys(path: str) -> KeyRing:
-    """Read and check the keys file at ``path``."""
-    return parse_keys(read_keys_document(Path(path)), f"JOBFLEET_API_KEYS_FILE={path!r}")
 
 
 def check_mode(settings: Settings) -> None:

@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-State = Literal["queued", "scheduled", "running", "retrying", "succeeded", "failed", "dead", "cancelled"]
+from jobfleet.core.states import JobState
+
+State = JobState
 
 
 def iso(ts: float | None) -> str | None:

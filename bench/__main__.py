@@ -40,8 +40,8 @@ from jobfleet.core.payloads import JobPayload
 from jobfleet.core.settings import Settings
 from jobfleet.ops.cli import api_server_argv
 from jobfleet.ops.embedded_redis import free_port, port_open, start_redis
+from jobfleet.store.factory import open_store
 from jobfleet.store.jobs import script_source
-from jobfleet.workers.broker import build_store
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTER = "bench:done"
@@ -151,7 +151,7 @@ def preload(system: str, redis_url: str, n: int) -> None:
         broker.close()
         return
     settings = Settings.from_env({}, redis_url=redis_url)
-    store = build_store(settings)
+    store = open_store(settings)
     for _ in range(n):
         submit(store, BENCH_TYPE, {}, caller="bench", idempotency_key=None, idempotency_ttl=60)
     store.client.close()
@@ -400,7 +400,7 @@ def latency(opts: Options) -> dict[str, Any]:
     rate, seconds = opts.latency_rate, opts.latency_seconds
     with redis_server(opts.workdir) as url:
         settings = Settings.from_env({}, redis_url=url)
-        store = build_store(settings)
+        store = open_store(settings)
         with process(worker_argv("jobfleet"), child_env(url, opts.workdir), "latency-worker", opts.workdir) as proc:
             time.sleep(3)  # workers booted
             job_ids: list[str] = []

@@ -11,6 +11,8 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware
 
+from jobfleet.store.delivery import state_of
+
 Listener = Callable[[Any, Any], None]
 
 
@@ -22,7 +24,7 @@ class AttemptStarted(Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         """Called after JobLifecycle's before hook: notify listeners when it claimed an attempt."""
-        attempt = getattr(message, "_jf_attempt", None)
+        attempt = state_of(message).attempt
         if attempt is None:
             return
         # Fail open on purpose: Dramatiq logs and swallows a listener's error, and the job still runs.

@@ -20,7 +20,8 @@ class JobContext:
 
     job_id: str
     job_type: str
-    idempotency_key: str
+    #: ``<caller>:<Idempotency-Key>``, or the job id for jobs sent without a key (glossary: docs/ARCHITECTURE.md).
+    scoped_key: str
     attempt: int
     store: JobStore
     cancel_requested: bool = False

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
@@ -14,47 +13,19 @@ import structlog
 from dramatiq.common import dq_name, q_name
 from dramatiq.middleware import Middleware, SkipMessage
 
-from jobfleet.broker.claims import Claims, Delivery, delivery, option
+from jobfleet.broker.claims import Claims
 from jobfleet.broker.redis_broker import JobfleetRedisBroker
 from jobfleet.core.errors import JobCancelled, LeaseHeld, LedgerUnavailable, StoreUnavailable
-from jobfleet.middleware.job_context import JobContext, set_current_job
+from jobfleet.middleware.job_context import JobContext, current_job, set_current_job
 from jobfleet.middleware.retry_policy import PERMANENT, RetryPolicy, classify
-from jobfleet.store.jobs import Begin, JobStore, retry_call
+from jobfleet.store.delivery import Attempt, Claim, Delivery, DeliveryOutcome, delivery, option, state_of
+from jobfleet.store.jobs import JobStore, retry_call
 from jobfleet.store.records import dead_letter, error_info
 
 log = structlog.get_logger(__name__)
 
 # How long to wait before redelivering a message whose lease is held elsewhere or whose ledger was unreachable.
 _BUSY_DELAY_MS = 2_000
-
-
-@dataclass
-class Attempt:
-    """Per-delivery state kept on the message proxy (never in options: it is not JSON)."""
-
-    job_id: str
-    job_type: str
-    idempotency_key: str
-    token: str
-    attempt: int
-    running_member: str
-    started: float
-    enqueued_at: float | None
-    ready_at: float | None
-    context: JobContext | None = None
-
-
-@dataclass
-class Outcome:
-    """What happened to a delivery, left on the message proxy for the metrics and tracing middleware.
-
-    ``event`` is one of ``succeeded``, ``retried``, ``dead_lettered``, ``cancelled``, ``duplicate_skipped``;
-    ``attempt`` is None for skipped deliveries; ``exception`` is the attempt's error, if any.
-    """
-
-    event: str
-    attempt: Attempt | None = None
-    exception: BaseException | None = None
 
 
 class JobLifecycle(Middleware):
@@ -96,16 +67,15 @@ class JobLifecycle(Middleware):
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         """Called before the actor runs: claim the attempt, or skip / postpone the delivery."""
         who = delivery(broker, message)
-        job_id, job_type, idem, token, member = who.job_id, who.job_type, who.idempotency_key, who.token, who.member
-        claimed: Begin | None = getattr(message, "_jf_claim", None)
-        if claimed is not None:
-            del message._jf_claim
+        job_id, job_type, idem, token, member = who.job_id, who.job_type, who.scoped_key, who.token, who.member
+        state = state_of(message)
+        claimed, state.claim = state.claim, None
         # Usually fetch.lua already claimed the attempt; else (no record to claim, another broker) begin it here.
         begin = claimed if claimed is not None and claimed.verdict != "missing" else self._begin(broker, message, who)
 
         if begin.verdict == "run":
             ctx = JobContext(job_id, job_type, idem, begin.attempt, self.store)
-            message._jf_attempt = Attempt(
+            state.attempt = Attempt(
                 job_id,
                 job_type,
                 idem,
@@ -115,7 +85,6 @@ class JobLifecycle(Middleware):
                 time.time(),
                 begin.enqueued_at,
                 begin.ready_at,
-                ctx,
             )
             set_current_job(ctx)
             return
@@ -125,13 +94,13 @@ class JobLifecycle(Middleware):
             self._dead_letter_poison(broker, message, job_id, job_type, idem, token, member, int(begin.detail))
             raise SkipMessage(f"job {job_id} dead-lettered after {begin.detail} interrupted deliveries")
         if begin.verdict in {"duplicate", "finished"}:
-            message._jf_outcome = Outcome("duplicate_skipped")
+            state.outcome = DeliveryOutcome("duplicate")
         elif begin.verdict == "cancelled":
-            message._jf_outcome = Outcome("cancelled")
+            state.outcome = DeliveryOutcome("cancelled")
         log.info("delivery skipped", job_id=job_id, verdict=begin.verdict, state=begin.detail)
         raise SkipMessage(f"job {job_id}: {begin.verdict}")
 
-    def _begin(self, broker: dramatiq.Broker, message: Any, who: Delivery) -> Begin:
+    def _begin(self, broker: dramatiq.Broker, message: Any, who: Delivery) -> Claim:
         fallback = lambda: {  # noqa: E731 - built only when the status record is missing
             "id": who.job_id,
             "type": who.job_type,
@@ -139,7 +108,7 @@ class JobLifecycle(Middleware):
             "actor": message.actor_name,
             "state": "queued",
             "enqueued_at": f"{message.message_timestamp / 1000:.3f}",
-            "idempotency_key": who.idempotency_key,
+            "idempotency_key": who.scoped_key,
             "payload": json.dumps(message.kwargs),
         }
         try:
@@ -147,7 +116,7 @@ class JobLifecycle(Middleware):
                 lambda: self.store.begin(
                     job_id=who.job_id,
                     job_type=who.job_type,
-                    idempotency_key=who.idempotency_key,
+                    idempotency_key=who.scoped_key,
                     token=who.token,
                     worker_id=getattr(broker, "broker_id", "stub"),
                     lease_ms=who.lease_ms,
@@ -174,25 +143,26 @@ class JobLifecycle(Middleware):
         exception: BaseException | None = None,
     ) -> None:
         """Called after the actor ran (or a before hook refused): record the outcome, retry or dead-letter."""
-        attempt: Attempt | None = getattr(message, "_jf_attempt", None)
+        state = state_of(message)
+        attempt, state.attempt = state.attempt, None
+        job = current_job()
         set_current_job(None)
         if attempt is None:
             if isinstance(exception, LeaseHeld | LedgerUnavailable):
                 token = message.options.get("delivery_token") or message.options.get("redis_message_id")
                 self._redeliver_later(broker, message, _BUSY_DELAY_MS, retries=None, token=token)
             return
-        del message._jf_attempt
         if exception is None:
-            if result is None and attempt.context is not None:
-                result = attempt.context.result
+            if result is None and job is not None:
+                result = job.result
             self._finish(broker, message, attempt, "succeeded", result=result)
-            message._jf_outcome = Outcome("succeeded", attempt)
+            state.outcome = DeliveryOutcome("succeeded", attempt)
             return
 
         error = error_info(exception)
         if isinstance(exception, JobCancelled):
             self._finish(broker, message, attempt, "cancelled", error=error)
-            message._jf_outcome = Outcome("cancelled", attempt, exception)
+            state.outcome = DeliveryOutcome("cancelled", attempt, exception)
             return
         max_retries = option(broker, message, "max_retries", None)
         if self.policy.should_retry(exception, attempt.attempt, max_retries):
@@ -207,14 +177,14 @@ class JobLifecycle(Middleware):
             if self._finish(
                 broker, message, attempt, "retrying", error=error, next_retry_at=next_at, retry_delay_ms=delay_ms
             ):
-                message._jf_outcome = Outcome("retried", attempt, exception)
-                if not getattr(message, "_jf_acked", False):  # a broker we cannot enqueue into atomically
+                state.outcome = DeliveryOutcome("retrying", attempt, exception)
+                if not state.acked:  # a broker we cannot enqueue into atomically
                     self._redeliver_later(broker, message, delay_ms, retries=retries)
             return
         reason = "permanent" if classify(exception) == PERMANENT else "exhausted"
         letter = dead_letter(message, attempt, error, reason)
         if self._finish(broker, message, attempt, "dead", error=error, dead_letter=letter):
-            message._jf_outcome = Outcome("dead_lettered", attempt, exception)
+            state.outcome = DeliveryOutcome("dead", attempt, exception)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         """Called when a delivery was skipped: nothing ran, nothing to record."""
@@ -242,7 +212,7 @@ class JobLifecycle(Middleware):
             return self.store.finish(
                 job_id=attempt.job_id,
                 job_type=attempt.job_type,
-                idempotency_key=attempt.idempotency_key,
+                idempotency_key=attempt.scoped_key,
                 token=attempt.token,
                 outcome=outcome,
                 running_member=attempt.running_member,
@@ -261,7 +231,7 @@ class JobLifecycle(Middleware):
         except StoreUnavailable as exc:
             # The outcome could not be recorded: keep the message (requeue instead of ack) so nothing is lost.
             log.error("could not record outcome, message kept for redelivery", job_id=attempt.job_id, error=str(exc))
-            message._jf_requeue = True
+            state_of(message).requeue = True
             recorded = False
         if take_next is not None:
             if calls > 1:  # a lost reply may have left a taken message in our acks set: have the consumer look
@@ -271,7 +241,7 @@ class JobLifecycle(Middleware):
         if not recorded:
             return False
         if ack is not None:
-            message._jf_acked = True  # the consumer must not ack again
+            state_of(message).acked = True  # the consumer must not ack again
         return True
 
     def _next_message_source(
@@ -323,7 +293,7 @@ class JobLifecycle(Middleware):
         except Exception as exc:
             # Stock Dramatiq would ack and lose the message here (dramatiq#545); we requeue it instead.
             log.error("re-enqueue failed, message kept for redelivery", job_id=message.message_id, error=str(exc))
-            message._jf_requeue = True
+            state_of(message).requeue = True
 
     def _dead_letter_poison(  # noqa: PLR0917
         self,
@@ -344,4 +314,4 @@ class JobLifecycle(Middleware):
         attempt = Attempt(job_id, job_type, idem, token, 0, member, time.time(), None, None)
         letter = dead_letter(message, attempt, error, "crash_loop")
         if self._finish(broker, message, attempt, "dead", error=error, dead_letter=letter):
-            message._jf_outcome = Outcome("dead_lettered", attempt)
+            state_of(message).outcome = DeliveryOutcome("dead", attempt)

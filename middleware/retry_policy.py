@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import smtplib
 import socket
 from dataclasses import dataclass
 
@@ -22,10 +21,6 @@ _PERMANENT_TYPES: tuple[type[BaseException], ...] = (
     PermanentError,
     pydantic.ValidationError,
     TypeError,
-    smtplib.SMTPRecipientsRefused,
-    smtplib.SMTPSenderRefused,
-    smtplib.SMTPDataError,
-    smtplib.SMTPAuthenticationError,
 )
 _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     TransientError,
@@ -36,8 +31,6 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     redis.RedisError,
     LeaseHeld,
     LedgerUnavailable,
-    smtplib.SMTPServerDisconnected,
-    smtplib.SMTPConnectError,
 )
 
 # Exception classes reported by name in metrics and dead letters; anything else is "other" in metric labels.

@@ -21,6 +21,8 @@ from opentelemetry import context, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from jobfleet.store.delivery import DeliveryOutcome, state_of
+
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
@@ -38,7 +40,7 @@ def span_ids(span: trace.Span) -> dict[str, str]:
 
 
 @dataclass(slots=True)
-class _Delivery:
+class _SpanScope:
     """What ``before_process_message`` opened for one delivery and ``_end`` closes."""
 
     span: trace.Span
@@ -91,16 +93,16 @@ class Tracing(Middleware):
         token = context.attach(trace.set_span_in_context(span))
         # Unsampled spans still carry real ids (see build_tracer_provider): log lines name them either way.
         log_tokens = structlog.contextvars.bind_contextvars(**span_ids(span), job_id=job_id, actor=actor, queue=queue)
-        message._jf_span = _Delivery(span, token, log_tokens)
+        state_of(message).span_scope = _SpanScope(span, token, log_tokens)
 
     def attempt_started(self, message: Any, attempt: Any) -> None:
         """AttemptStarted listener: the attempt number is known once JobLifecycle claimed it."""
         attempt_tokens = structlog.contextvars.bind_contextvars(attempt=attempt.attempt)
-        delivery: _Delivery | None = getattr(message, "_jf_span", None)
-        if delivery is None:
+        scope: _SpanScope | None = state_of(message).span_scope
+        if scope is None:
             return
-        delivery.attempt_tokens = attempt_tokens
-        span = delivery.span
+        scope.attempt_tokens = attempt_tokens
+        span = scope.span
         if span.is_recording():
             span.set_attributes({"jobfleet.attempt": attempt.attempt, "jobfleet.job_type": attempt.job_type})
 
@@ -120,29 +122,30 @@ class Tracing(Middleware):
         self._end(message, None)
 
     def _end(self, message: Any, exception: BaseException | None) -> None:
-        delivery: _Delivery | None = getattr(message, "_jf_span", None)
-        if delivery is None:
+        state = state_of(message)
+        scope: _SpanScope | None = state.span_scope
+        if scope is None:
             return
-        del message._jf_span
-        span = delivery.span
+        state.span_scope = None
+        span = scope.span
         if span.is_recording():
-            self._record_outcome(span, getattr(message, "_jf_outcome", None), exception)
+            self._record_outcome(span, state.outcome, exception)
         span.end()
-        context.detach(delivery.context_token)
-        structlog.contextvars.reset_contextvars(**delivery.log_tokens)
-        if delivery.attempt_tokens is not None:
-            structlog.contextvars.reset_contextvars(**delivery.attempt_tokens)
+        context.detach(scope.context_token)
+        structlog.contextvars.reset_contextvars(**scope.log_tokens)
+        if scope.attempt_tokens is not None:
+            structlog.contextvars.reset_contextvars(**scope.attempt_tokens)
         else:
             structlog.contextvars.unbind_contextvars("attempt")
 
     @staticmethod
-    def _record_outcome(span: trace.Span, outcome: Any, exception: BaseException | None) -> None:
+    def _record_outcome(span: trace.Span, outcome: DeliveryOutcome | None, exception: BaseException | None) -> None:
         if outcome is not None:
-            span.set_attribute("jobfleet.outcome", outcome.event)
+            span.set_attribute("jobfleet.outcome", outcome.outcome)
             if outcome.attempt is not None and outcome.attempt.attempt:
                 span.set_attribute("jobfleet.attempt", outcome.attempt.attempt)
         if exception is not None:
             span.record_exception(exception)
             span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
-        elif outcome is not None and outcome.event == "dead_lettered":
+        elif outcome is not None and outcome.outcome == "dead":
             span.set_status(Status(StatusCode.ERROR, "dead-lettered"))

@@ -18,12 +18,11 @@ from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
+from jobfleet.core.states import FINAL_OUTCOMES, Outcome
 from jobfleet.middleware.retry_policy import exception_label
+from jobfleet.store.delivery import state_of
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
-
-# Outcome event (middleware.lifecycle.Outcome) -> the end-to-end histogram's ``outcome`` label, for final ones.
-_FINAL = {"succeeded": "succeeded", "dead_lettered": "dead", "cancelled": "cancelled"}
 
 
 def accepted_at(message: Any, attempt: Any) -> float:
@@ -43,8 +42,8 @@ class _Series:
     in_progress: Gauge
     queue_wait: Histogram
     run_seconds: Histogram
-    outcomes: dict[str, Counter]  # Outcome event -> its counter
-    end_to_end: dict[str, Histogram]  # final Outcome event -> the end-to-end histogram for its ``outcome`` label
+    outcomes: dict[Outcome, Counter]  # outcome -> its counter
+    end_to_end: dict[Outcome, Histogram]  # final outcome -> the end-to-end histogram for its ``outcome`` label
     failed: Counter  # the family: its children are resolved per exception label on first use
     queue: str
     actor: str
@@ -145,7 +144,7 @@ class WorkerMetrics(Middleware):
         series.in_progress.inc()
         ready_at = attempt.ready_at or message.options.get("ready_at") or accepted_at(message, attempt)
         series.queue_wait.observe(max(0.0, attempt.started - float(ready_at)))
-        message._jf_metrics_started = time.perf_counter()
+        state_of(message).run_started = time.perf_counter()
 
     def after_process_message(
         self,
@@ -158,9 +157,9 @@ class WorkerMetrics(Middleware):
         """Called after JobLifecycle recorded the attempt: time it and count its outcome."""
         self.threads_busy.dec()
         series = self._series_for(message.queue_name, message.actor_name)
-        started = getattr(message, "_jf_metrics_started", None)
+        state = state_of(message)
+        started, state.run_started = state.run_started, None
         if started is not None:
-            del message._jf_metrics_started
             series.in_progress.dec()
             series.run_seconds.observe(time.perf_counter() - started)
             if exception is not None:
@@ -173,13 +172,13 @@ class WorkerMetrics(Middleware):
         self._count_outcome(message, self._series_for(message.queue_name, message.actor_name))
 
     def _count_outcome(self, message: Any, series: _Series) -> None:
-        outcome = getattr(message, "_jf_outcome", None)
+        outcome = state_of(message).outcome
         if outcome is None:
             return
-        counter = series.outcomes.get(outcome.event)
+        counter = series.outcomes.get(outcome.outcome)
         if counter is not None:
             counter.inc()
-        end_to_end = series.end_to_end.get(outcome.event)
+        end_to_end = series.end_to_end.get(outcome.outcome)
         if end_to_end is not None:
             end_to_end.observe(max(0.0, time.time() - accepted_at(message, outcome.attempt)))
 
@@ -194,12 +193,12 @@ class WorkerMetrics(Middleware):
                 run_seconds=self.run_seconds.labels(queue, actor),
                 outcomes={
                     "succeeded": self.succeeded.labels(queue, actor),
-                    "retried": self.retried.labels(queue, actor),
-                    "dead_lettered": self.dead_lettered.labels(queue, actor),
+                    "retrying": self.retried.labels(queue, actor),
+                    "dead": self.dead_lettered.labels(queue, actor),
                     "cancelled": self.cancelled.labels(queue, actor),
-                    "duplicate_skipped": self.duplicates.labels(queue, actor),
+                    "duplicate": self.duplicates.labels(queue, actor),
                 },
-                end_to_end={event: self.end_to_end.labels(queue, actor, final) for event, final in _FINAL.items()},
+                end_to_end={outcome: self.end_to_end.labels(queue, actor, outcome) for outcome in FINAL_OUTCOMES},
                 failed=self.failed,
                 queue=queue,
                 actor=actor,

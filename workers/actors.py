@@ -30,7 +30,7 @@ def _ids() -> tuple[str, str]:
     ctx = current_job()
     if ctx is None:  # run outside the lifecycle middleware (unit use): no ledger, no key
         return "local", "local"
-    return ctx.job_id, ctx.idempotency_key
+    return ctx.job_id, ctx.scoped_key
 
 
 def _returning_via_context(fn: Callable[..., dict[str, Any]]) -> Callable[..., None]:

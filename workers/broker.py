@@ -16,19 +16,7 @@ from jobfleet.middleware.lifecycle import JobLifecycle
 from jobfleet.middleware.retry_policy import RetryPolicy
 from jobfleet.middleware.tracing import Tracing
 from jobfleet.middleware.worker_metrics import WorkerMetrics
-from jobfleet.store.jobs import JobStore
-from jobfleet.store.keys import Keys
-
-
-def build_store(settings: Settings, client: object | None = None) -> JobStore:
-    """The job store over ``client`` (a new bounded-timeout client when None)."""
-    return JobStore(
-        client or make_client(settings),  # type: ignore[arg-type]
-        Keys(settings.namespace),
-        job_ttl_seconds=settings.job_retention_seconds,
-        dlq_ttl_seconds=settings.dlq_retention_seconds,
-        ledger_ttl_seconds=settings.idempotency_window_seconds,
-    )
+from jobfleet.store.factory import open_store
 
 
 def build_broker(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> JobfleetRedisBroker:
@@ -36,7 +24,7 @@ def build_broker(settings: Settings, *, tracer_provider: TracerProvider | None =
     ``after_*`` bottom to top). ``tracer_provider`` defaults to the process's global one."""
     # Workers poll Redis; a generous socket timeout avoids false outages under load but stays bounded.
     client = make_client(settings, timeout=max(settings.redis_timeout_seconds, 5.0))
-    store = build_store(settings, client)
+    store = open_store(settings, client)
     heartbeat_ms = int(settings.heartbeat_timeout_seconds * 1000)
     tracing = Tracing(tracer_provider=tracer_provider)
     metrics = WorkerMetrics(multiprocess_dir=settings.prometheus_multiproc_dir, exposition=serve_worker_metrics)

@@ -9,61 +9,16 @@ it counts neither as an attempt nor as an interrupted delivery."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
 import structlog
 
 from jobfleet.core.errors import StoreUnavailable
-from jobfleet.store.jobs import EVENTS_MAX, Begin, JobStore
+from jobfleet.store.delivery import DEFAULT_TIME_LIMIT_MS, LEASE_MARGIN_MS, Claim, delivery
+from jobfleet.store.jobs import EVENTS_MAX, JobStore
 
 log = structlog.get_logger(__name__)
-
-# A lease outlives the actor's time limit by this much, so a live worker's lease never lapses mid-attempt.
-LEASE_MARGIN_MS = 30_000
-# Dramatiq's TimeLimit default, for actors that set none.
-DEFAULT_TIME_LIMIT_MS = 600_000
-
-
-def option(broker: dramatiq.Broker, message: Any, name: str, default: Any) -> Any:
-    """Resolve an option: message options, then the actor's options, then ``default``."""
-    if name in message.options:
-        return message.options[name]
-    try:
-        actor = broker.get_actor(message.actor_name)
-    except dramatiq.errors.ActorNotFound:
-        return default
-    return actor.options.get(name, default)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """Who a delivery is, as the store sees it (fetch.lua derives the same values in Lua)."""
-
-    job_id: str
-    job_type: str
-    idempotency_key: str
-    token: str
-    member: str
-    lease_ms: int
-
-
-def delivery(broker: dramatiq.Broker, message: Any) -> Delivery:
-    """The delivery's identity: job, idempotency key, delivery token, running-set member and lease length."""
-    job_id = message.message_id
-    # The delivery token names this delivery in the ledger. A redelivery after a failed begin keeps it: the
-    # begin may have been applied before the connection broke, and its lease must stay ours.
-    token = message.options.get("delivery_token") or message.options.get("redis_message_id") or job_id
-    time_limit_ms = option(broker, message, "time_limit", DEFAULT_TIME_LIMIT_MS)
-    return Delivery(
-        job_id=job_id,
-        job_type=option(broker, message, "job_type", message.actor_name),
-        idempotency_key=message.options.get("idempotency_key") or job_id,
-        token=token,
-        member=f"{message.queue_name}|{message.actor_name}|{job_id}",
-        lease_ms=int(time_limit_ms) + LEASE_MARGIN_MS,
-    )
 
 
 class Claims:
@@ -103,7 +58,7 @@ class Claims:
             json.dumps(actors, separators=(",", ":")),
         ]
 
-    def release(self, claimed: list[tuple[Any, Begin]]) -> bool:
+    def release(self, claimed: list[tuple[Any, Claim]]) -> bool:
         """Undo the attempts of ``(message, claim)`` pairs that go back to their queue without having run; return
         False when Redis could not be reached (the claims stay: a redelivery then counts one interruption)."""
         entries = []
@@ -111,7 +66,7 @@ class Claims:
             if claim.verdict != "run":
                 continue
             who = delivery(self.broker, message)
-            ledger = self.store.keys.ledger(who.job_type, who.idempotency_key)
+            ledger = self.store.keys.ledger(who.job_type, who.scoped_key)
             entries.append((who.job_id, claim.attempt, who.token, ledger, who.member))
         if not entries:
             return True

@@ -19,7 +19,8 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
 from jobfleet.core.errors import StoreUnavailable
-from jobfleet.store.jobs import Begin, script_source
+from jobfleet.store.delivery import Claim, state_of
+from jobfleet.store.jobs import script_source
 from jobfleet.store.keys import Keys
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class JobfleetRedisBroker(RedisBroker):
         self.jobfleet_store: Any = None
         # Prefetched-but-not-yet-handed-out messages per queue. Kept on the broker, not the consumer, because
         # Dramatiq replaces a consumer after a connection error and the stock one forgets what it held.
-        self.pending: dict[str, list[tuple[str, bytes, Begin | None]]] = {}
+        self.pending: dict[str, list[tuple[str, bytes, Claim | None]]] = {}
         # Redis ids handed to worker threads and not yet acked, per queue: everything else in this worker's
         # unacked set after a connection error is an orphan (e.g. a fetch whose reply was lost).
         self.held: dict[str, set[str]] = {}
@@ -160,7 +161,7 @@ class _JobfleetConsumer(_RedisConsumer):
         messages = list(messages)
         claims = self.broker.claims
         if claims is not None:
-            claims.release([(m, m._jf_claim) for m in messages if getattr(m, "_jf_claim", None) is not None])
+            claims.release([(m, claim) for m in messages if (claim := state_of(m).claim) is not None])
         try:
             super().requeue(messages)  # type: ignore[no-untyped-call]
             for message in messages:
@@ -193,12 +194,13 @@ class _JobfleetConsumer(_RedisConsumer):
 
     def _ack(self, message: Any) -> None:
         redis_id = message.options.get("redis_message_id")
-        if getattr(message, "_jf_acked", False):
+        state = state_of(message)
+        if state.acked:
             # JobLifecycle's finish script already acked it, atomically with the outcome.
             self.queued_message_ids.discard(message.message_id)
             self._held.discard(redis_id)
             return
-        if not getattr(message, "_jf_requeue", False):
+        if not state.requeue:
             super().ack(message)  # type: ignore[no-untyped-call]
             self._held.discard(redis_id)
             return
@@ -233,7 +235,7 @@ class _JobfleetConsumer(_RedisConsumer):
                     self._held.add(redis_id)
                     proxy = MessageProxy(message)
                     if claim is not None:
-                        proxy._jf_claim = claim  # type: ignore[attr-defined]
+                        state_of(proxy).claim = claim
                     return proxy
                 if self.queue_name in self.broker.orphans_suspected:
                     self._requeue_orphans()
@@ -301,12 +303,12 @@ class _JobfleetConsumer(_RedisConsumer):
         return None
 
 
-def parse_fetched(fetched: list[bytes]) -> list[tuple[str, bytes, Begin | None]]:
+def parse_fetched(fetched: list[bytes]) -> list[tuple[str, bytes, Claim | None]]:
     """(redis id, data, claim or None) per message from fetch.lua's reply (6 entries per message)."""
     out = []
     for i in range(0, len(fetched), 6):
         verdict = fetched[i + 2].decode()
-        claim = Begin.from_reply([verdict, *(p.decode() for p in fetched[i + 3 : i + 6])]) if verdict else None
+        claim = Claim.from_reply([verdict, *(p.decode() for p in fetched[i + 3 : i + 6])]) if verdict else None
         out.append((fetched[i].decode(), fetched[i + 1], claim))
     return out
 

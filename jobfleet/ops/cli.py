@@ -21,7 +21,7 @@ from jobfleet.core.telemetry import MULTIPROC_ENV, fresh_multiprocess_dir
 from jobfleet.ops import cmd_dlq, cmd_keys, cmd_load, cmd_status, stack
 from jobfleet.ops.exporter import serve
 from jobfleet.ops.supervisor import Supervisor
-from jobfleet.workers.broker import build_store
+from jobfleet.store.factory import open_store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 
@@ -114,7 +114,7 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_jobs_show(settings: Settings, args: argparse.Namespace) -> int:
     """Print one job's status as JSON."""
 
-    record = build_store(settings).get(args.job_id)
+    record = open_store(settings).get(args.job_id)
     print(json.dumps(JobStatus.from_record(record).model_dump(mode="json"), indent=2))
     return EXIT_OK
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from jobfleet.core.settings import Settings
 from jobfleet.store.dead_letters import MAX_BULK, DeadLetters, Filter
-from jobfleet.workers.broker import build_store
+from jobfleet.store.factory import open_store
 
 
 def _caller() -> str:
@@ -23,7 +23,7 @@ def _caller() -> str:
 
 def _dlq(settings: Settings) -> DeadLetters:
 
-    return DeadLetters(build_store(settings))
+    return DeadLetters(open_store(settings))
 
 
 def _filter(args: argparse.Namespace) -> Filter:

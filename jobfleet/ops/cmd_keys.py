@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobfleet.app.auth import hash_key, parse_keys, read_keys_document
+from jobfleet.core.api_keys import hash_key, parse_keys, read_keys_document
 from jobfleet.core.errors import ConfigError
 from jobfleet.core.settings import Settings
 

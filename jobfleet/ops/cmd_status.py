@@ -18,8 +18,8 @@ from jobfleet.core.redis_check import check_durability
 from jobfleet.core.redis_client import make_client
 from jobfleet.core.settings import Settings, redact_url
 from jobfleet.store.dead_letters import DeadLetters, Filter
+from jobfleet.store.factory import open_store
 from jobfleet.store.queue_state import build_reader
-from jobfleet.workers.broker import build_store
 
 # Dead letters read for the by-reason/by-exception breakdown (newest first); the total is always exact.
 DLQ_SAMPLE = 500
@@ -45,7 +45,7 @@ def collect(settings: Settings, client: redis.Redis) -> dict[str, Any]:
         durability = check_durability(client)
     except (redis.RedisError, OSError) as exc:
         raise StoreUnavailable(f"cannot read Redis at {redact_url(settings.effective_redis_url)}: {exc}") from exc
-    dlq = DeadLetters(build_store(settings, client))
+    dlq = DeadLetters(open_store(settings, client))
     sample, _ = dlq.page(Filter(), limit=DLQ_SAMPLE)
     queues = [
         {

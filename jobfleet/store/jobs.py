@@ -6,7 +6,6 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar, cast
 
@@ -14,6 +13,7 @@ import redis
 from dramatiq.common import dq_name, q_name
 
 from jobfleet.core.errors import InvalidTransition, JobNotFound, QueueFull, StoreUnavailable
+from jobfleet.store.delivery import Claim
 from jobfleet.store.keys import Keys
 
 T = TypeVar("T")
@@ -22,8 +22,6 @@ EVENTS_MAX = 100
 # A full queue drains at the workers' pace, not the client's: ask for a pause long enough to matter.
 QUEUE_FULL_RETRY_AFTER_SECONDS = 5
 AUDIT_MAX = 10_000
-STATES = ("queued", "scheduled", "running", "retrying", "succeeded", "failed", "dead", "cancelled")
-TERMINAL_STATES = frozenset({"succeeded", "failed", "dead", "cancelled"})
 _JSON_FIELDS = ("result", "error", "history", "payload")
 _FLOAT_FIELDS = ("enqueued_at", "ready_at", "started_at", "finished_at")
 _INT_FIELDS = ("progress", "attempts", "replays")
@@ -69,29 +67,6 @@ def decode_record(raw: dict[bytes, bytes]) -> dict[str, Any]:
         record[name] = int(record.get(name) or 0)
     record["cancel_requested"] = record.get("cancel_requested") == "1"
     return record
-
-
-@dataclass(frozen=True)
-class Begin:
-    """What begin() decided: ``run``, ``cancelled``, ``finished``, ``duplicate``, ``busy`` or ``poison``."""
-
-    verdict: str
-    attempt: int = 0
-    detail: str = ""
-    enqueued_at: float | None = None
-    ready_at: float | None = None
-
-    @classmethod
-    def from_reply(cls, parts: list[str]) -> Begin:
-        """Parse claim()'s reply (claim.lua): ``run`` with attempt, enqueued_at, ready_at; else verdict, detail."""
-        if parts[0] == "run":
-            return cls(
-                "run",
-                attempt=int(parts[1]),
-                enqueued_at=float(parts[2]) if parts[2] else None,
-                ready_at=float(parts[3]) if parts[3] else None,
-            )
-        return cls(parts[0], detail=parts[1])
 
 
 class JobStore:
@@ -237,7 +212,7 @@ class JobStore:
         running_member: str,
         fallback_record: Callable[[], dict[str, Any]],
         _record: str = "",
-    ) -> Begin:
+    ) -> Claim:
         """Claim an attempt for a delivery (see begin.lua); raise StoreUnavailable when Redis fails.
 
         ``fallback_record`` builds the status record to recreate when it is missing (only then is it called).
@@ -282,7 +257,7 @@ class JobStore:
                 fallback_record=fallback_record,
                 _record=json.dumps(fallback_record()),
             )
-        return Begin.from_reply(parts)
+        return Claim.from_reply(parts)
 
     def release(self, claims: list[tuple[str, int, str, str, str]]) -> int:
         """Undo attempts claimed at fetch that never ran (see release.lua): ``claims`` holds (job id, attempt,

@@ -16,7 +16,7 @@ def dead_letter(message: Any, attempt: Any, error: dict[str, Any], reason: str) 
         "queue": message.queue_name,
         "actor": message.actor_name,
         "payload": message.kwargs,
-        "idempotency_key": attempt.idempotency_key,
+        "idempotency_key": attempt.scoped_key,
         "reason": reason,
         "error": error,
         "trace_id": message.options.get("trace_id"),

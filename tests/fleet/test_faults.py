@@ -17,7 +17,7 @@ from jobfleet.core.job_types import JobType
 from jobfleet.core.payloads import ReportPayload
 from jobfleet.core.settings import Settings
 from jobfleet.ops.embedded_redis import free_port
-from jobfleet.workers.broker import build_store
+from jobfleet.store.factory import open_store
 from tests.conftest import Receiver, RedisServer, wait_for_state
 from tests.fleet.workers import WorkerProcess
 
@@ -70,7 +70,7 @@ def test_a_worker_killed_mid_delivery_is_recovered_and_the_duplicate_carries_the
 def test_a_job_that_keeps_killing_workers_is_dead_lettered_instead_of_looping(
     settings: Settings, client: FlaskClient, start_workers: Callable[..., WorkerProcess]
 ) -> None:
-    store = build_store(settings)
+    store = open_store(settings)
     spec = JobType("crash", "crash_worker", "crashes", ReportPayload, time_limit_seconds=60)
     job_id = submit(store, spec, {}, caller="test", idempotency_key=None, idempotency_ttl=60).job_id
     crashes = 0

@@ -71,7 +71,7 @@ def test_a_retry_stays_in_the_trace_and_the_failed_attempt_records_its_exception
     assert first.context.trace_id == second.context.trace_id
     assert (first.attributes or {})["jobfleet.attempt"] == 1
     assert (second.attributes or {})["jobfleet.attempt"] == 2
-    assert (first.attributes or {})["jobfleet.outcome"] == "retried"
+    assert (first.attributes or {})["jobfleet.outcome"] == "retrying"
     assert first.status.status_code == StatusCode.ERROR
     assert [e.name for e in first.events] == ["exception"]
     assert (first.events[0].attributes or {})["exception.type"].endswith("TransientError")

@@ -183,7 +183,7 @@ _HOOKS_CHILD = textwrap.dedent(
     import os, time
     from dramatiq import Message
     from dramatiq.broker import MessageProxy
-    from jobfleet.middleware.lifecycle import Attempt, Outcome
+    from jobfleet.store.delivery import Attempt, DeliveryOutcome, state_of
     from jobfleet.middleware.worker_metrics import WorkerMetrics
 
     metrics = WorkerMetrics(multiprocess_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"])
@@ -195,13 +195,13 @@ _HOOKS_CHILD = textwrap.dedent(
         attempt = Attempt("m", "webhook", "k", "t", 1, "r", now, now, now)
         metrics.before_process_message(None, message)
         metrics.attempt_started(message, attempt)
-        message._jf_outcome = Outcome(event, attempt, exception)
+        state_of(message).outcome = DeliveryOutcome(event, attempt, exception)
         metrics.after_process_message(None, message, exception=exception)
 
-    deliver("webhooks", "retried", RuntimeError("boom"))
+    deliver("webhooks", "retrying", RuntimeError("boom"))
     deliver("webhooks.DQ", "succeeded")
-    deliver("webhooks", "retried", RuntimeError("again"))
-    deliver("webhooks.DQ", "dead_lettered", KeyError("gone"))
+    deliver("webhooks", "retrying", RuntimeError("again"))
+    deliver("webhooks.DQ", "dead", KeyError("gone"))
     """
 )
 

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from jobfleet.app.auth import hash_key
+from jobfleet.core.api_keys import hash_key
 from jobfleet.core.settings import Settings
 
 # role -> (caller, scopes, job types or None); the key of each role is "key-<role>"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from jobfleet.app.auth import hash_key, load_keys
+from jobfleet.core.api_keys import hash_key, load_keys
 from jobfleet.core.errors import ConfigError
 from jobfleet.core.settings import Settings
 from jobfleet.ops import cli

@@ -18,10 +18,11 @@ import redis
 from dramatiq.errors import ConnectionClosed
 from flask.testing import FlaskClient
 
+from jobfleet.broker import redis_broker
 from jobfleet.core.errors import StoreUnavailable
 from jobfleet.core.settings import Settings
-from jobfleet.broker import redis_broker
 from jobfleet.middleware.lifecycle import JobLifecycle
+from jobfleet.store.delivery import state_of
 from jobfleet.store.jobs import JobStore, script_source
 from jobfleet.store.keys import Keys
 from jobfleet.workers.actors import declare_actors
@@ -192,7 +193,7 @@ def test_release_undoes_a_claim_that_never_ran(
     with claiming_consumer(settings, threads=3) as (_broker, consumer):
         handed = next(consumer)  # fetches and claims all three; hands out one
         assert handed is not None
-        assert handed._jf_claim.verdict == "run"
+        assert state_of(handed).claim.verdict == "run"  # type: ignore[union-attr]
         assert {b["state"] for b in _states(client, job_ids)} == {"running"}
         consumer.requeue([handed])  # what Worker.stop does with work-queue messages that never ran
         consumer.close()  # and what a stopping consumer does with the two still prefetched

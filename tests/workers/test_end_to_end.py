@@ -128,7 +128,9 @@ def test_email_to_an_unreachable_smtp_server_is_retried_then_dead(
     body = wait_for_state(client, response.get_json()["job_id"], {"succeeded", "dead"})
     assert body["state"] == "dead"
     assert body["attempts"] == 3
-    assert body["error"]["type"] == "ConnectionRefusedError"
+    # The email job translates the refused connection into a transient error, as the webhook job does
+    assert body["error"]["type"] == "TransientError"
+    assert "ConnectionRefusedError" in body["error"]["message"]
 
 
 def test_a_message_sent_without_the_api_gets_a_status_record_too(client: FlaskClient, worker: RunningWorker) -> None:
