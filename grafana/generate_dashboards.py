@@ -3,9 +3,9 @@
 The dashboards are defined in grafana/boards/: one module per dashboard (overview, queue, api, dlq) built from the
 shared builders in boards/panels.py. This script only renders them to JSON and writes the files.
 
-Run ``python3 grafana/generate_dashboards.py`` after editing; tests/bundle fails when the JSON files
-drift from what this script renders. Hand edits to the JSON are overwritten. ``--check`` writes nothing and exits 1
-when a file differs.
+Run ``make dashboards`` (``python3 grafana/generate_dashboards.py``) after editing; tests/bundle fails when the
+JSON files drift from what this script renders. Hand edits to the JSON are overwritten. ``--check`` writes nothing
+and exits 1 when a file differs.
 
 ``boards`` is imported as a top-level package because Python puts this script's folder first on ``sys.path`` when
 it runs; there is no path juggling here. Code that loads this file by path (the drift test) adds grafana/ itself.
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
         else:
             path.write_text(text)
     for name in drifted:
-        print(f"{name} differs from generate_dashboards.py; run python3 grafana/generate_dashboards.py")
+        print(f"{name} differs from grafana/boards/; run make dashboards (python3 grafana/generate_dashboards.py)")
     return 1 if drifted else 0
 
 
