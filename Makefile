@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install run api worker exporter stack stack-down stack-status load status \
-	compose-up compose-down kube-rules test test-soak lint format typecheck bench clean
+	compose-up compose-down kube-rules dashboards test test-soak lint format typecheck bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ compose-down:  ## Stop the container stack (volumes are kept; add -v by hand to 
 
 kube-rules: $(STAMP)  ## Regenerate deploy/k8s/prometheusrule.yaml from prometheus/rules
 	$(BIN)/python deploy/k8s/generate_prometheusrule.py
+
+dashboards: $(STAMP)  ## Regenerate grafana/dashboards/*.json from the generator
+	$(BIN)/python grafana/generate_dashboards.py
 
 test: $(STAMP)  ## The whole test suite (real redis-server, real worker processes)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 EXPECTED_UIDS = {
@@ -122,7 +123,11 @@ def test_every_panel_query_is_valid_promql(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dashboard_json_matches_the_generator(dashboards: dict[str, dict[str, Any]], repo: Path) -> None:
+def test_dashboard_json_matches_the_generator(
+    dashboards: dict[str, dict[str, Any]], repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run as a script, the generator finds its grafana/boards package next to it; loaded by path, it needs the folder.
+    monkeypatch.syspath_prepend(str(repo / "grafana"))
     spec = importlib.util.spec_from_file_location("generate_dashboards", repo / "grafana/generate_dashboards.py")
     assert spec is not None
     assert spec.loader is not None
