@@ -24,7 +24,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -34,6 +33,7 @@ import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 
+from bench.options import Options
 from jobfleet.app.enqueue import submit
 from jobfleet.core.job_types import JobType
 from jobfleet.core.payloads import JobPayload
@@ -46,19 +46,6 @@ from jobfleet.workers.broker import build_store
 ROOT = Path(__file__).resolve().parent.parent
 COUNTER = "bench:done"
 BENCH_TYPE = JobType("bench", "bench_incr", "bench", JobPayload, time_limit_seconds=60)
-
-
-@dataclass
-class Options:
-    quick: bool
-    jobs: int
-    count_jobs: int
-    wrk_seconds: int
-    latency_rate: int
-    latency_seconds: int
-    only: set[str]
-    workdir: Path
-    results: dict[str, Any] = field(default_factory=dict)
 
 
 def log(message: str) -> None:
