@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.drain import drain, round_trips
+from bench.drain import drain_vs_bare, round_trips_vs_bare
 from bench.options import Options
 from bench.processes import (
     BENCH_TYPE,
@@ -315,22 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         if "drain" in opts.only:
             log(f"drain: {opts.jobs} jobs, bare dramatiq then jobfleet")
-            bare = drain("bare", opts)
-            full = drain("jobfleet", opts)
-            results["drain"] = {
-                "bare": bare,
-                "jobfleet": full,
-                "ratio": round(full["jobs_per_second"] / bare["jobs_per_second"], 3),
-            }
+            results["drain"] = drain_vs_bare(opts)
         if "commands" in opts.only:
             log(f"round trips: {opts.count_jobs} jobs under MONITOR")
-            bare_rt = round_trips("bare", opts)
-            full_rt = round_trips("jobfleet", opts)
-            results["commands"] = {
-                "bare": bare_rt,
-                "jobfleet": full_rt,
-                "extra_round_trips_per_job": round(full_rt["round_trips_per_job"] - bare_rt["round_trips_per_job"], 2),
-            }
+            results["commands"] = round_trips_vs_bare(opts)
         if "api" in opts.only:
             log("API enqueue: minimal actor.send endpoint, then jobfleet")
             results["api"] = api_enqueue(opts)

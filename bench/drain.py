@@ -138,3 +138,25 @@ def round_trips(system: str, opts: Options) -> dict[str, Any]:
         client.close()
     per_job = {k: round(v / n, 3) for k, v in sorted(counts.items())}
     return {"jobs": n, "round_trips_per_job": round(sum(counts.values()) / n, 2), "by_command": per_job}
+
+
+def drain_vs_bare(opts: Options) -> dict[str, Any]:
+    """Both drains, bare Dramatiq first, and jobfleet's throughput as a fraction of bare's."""
+    bare = drain("bare", opts)
+    full = drain("jobfleet", opts)
+    return {
+        "bare": bare,
+        "jobfleet": full,
+        "ratio": round(full["jobs_per_second"] / bare["jobs_per_second"], 3),
+    }
+
+
+def round_trips_vs_bare(opts: Options) -> dict[str, Any]:
+    """Both round-trip counts, bare Dramatiq first, and what jobfleet adds per job."""
+    bare_rt = round_trips("bare", opts)
+    full_rt = round_trips("jobfleet", opts)
+    return {
+        "bare": bare_rt,
+        "jobfleet": full_rt,
+        "extra_round_trips_per_job": round(full_rt["round_trips_per_job"] - bare_rt["round_trips_per_job"], 2),
+    }
