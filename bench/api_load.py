@@ -15,6 +15,8 @@ from bench.options import Options
 from bench.processes import child_env, granian_argv, process, redis_server, rss_mib, wait_http
 from jobfleet.ops.embedded_redis import free_port
 
+# Every request carries a new Idempotency-Key, as a client sending new jobs would: a repeated key would get the
+# existing job back without an enqueue, and the benchmark would measure replays.
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = "{}"
