@@ -1,0 +1,20 @@
+"""The sizes and scratch directory one ``python -m bench`` run hands to every benchmark part."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Options:
+    quick: bool
+    jobs: int
+    count_jobs: int
+    wrk_seconds: int
+    latency_rate: int
+    latency_seconds: int
+    only: set[str]
+    workdir: Path
+    results: dict[str, Any] = field(default_factory=dict)
