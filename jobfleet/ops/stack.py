@@ -31,7 +31,8 @@ from jobfleet.core.redis_client import make_client
 from jobfleet.core.settings import Settings, redact_url
 from jobfleet.ops.embedded_redis import port_open, start_redis
 
-REPO = Path(__file__).resolve().parents[1]
+# The checkout: prometheus/ and deploy/ are not package data (jobfleet/ops/stack.py is two levels below it).
+REPO = Path(__file__).resolve().parents[2]
 STACK_ENV = "JOBFLEET_STACK_ID"
 READY_TIMEOUT_SECONDS = 60.0
 # Stopped in this order: nothing scrapes or serves while the workers drain; Redis goes last.
