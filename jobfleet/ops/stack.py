@@ -20,16 +20,15 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from jobfleet.core.redis_check import check_durability
-from jobfleet.core.redis_client import make_client
 from jobfleet.core.settings import Settings, redact_url
-from jobfleet.ops.embedded_redis import port_open, start_redis
+from jobfleet.ops.embedded_redis import port_open
+from jobfleet.ops.fleet import check_redis, component_argv, component_env, find_or_start_redis, reachable_host
 
 # The checkout: prometheus/ and deploy/ are not package data (jobfleet/ops/stack.py is two levels below it).
 REPO = Path(__file__).resolve().parents[2]
@@ -69,10 +68,6 @@ def start_time(pid: int) -> int:
     """The kernel start time of ``pid`` (0 when it is already gone)."""
     stat = _stat(pid)
     return int(stat[19]) if stat else 0
-
-
-def _loopback(host: str) -> str:
-    return "127.0.0.1" if host in {"", "0.0.0.0", "::", "[::]"} else host  # noqa: S104 - mapping, not binding
 
 
 def _http_ok(url: str) -> bool:
@@ -115,9 +110,9 @@ def prometheus_config(settings: Settings, *, alertmanager: bool) -> dict[str, An
     else:
         config.pop("alerting", None)
     targets = {
-        "jobfleet-api": f"{_loopback(settings.api_host)}:{settings.api_port}",
-        "jobfleet-worker": f"{_loopback(settings.metrics_host)}:{settings.worker_metrics_port}",
-        "jobfleet-exporter": f"{_loopback(settings.metrics_host)}:{settings.exporter_port}",
+        "jobfleet-api": f"{reachable_host(settings.api_host)}:{settings.api_port}",
+        "jobfleet-worker": f"{reachable_host(settings.metrics_host)}:{settings.worker_metrics_port}",
+        "jobfleet-exporter": f"{reachable_host(settings.metrics_host)}:{settings.exporter_port}",
     }
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
@@ -186,13 +181,11 @@ class Stack:
         try:
             redis_url = self._redis(started)
             state["redis_url"] = redact_url(redis_url)
-            env = {
-                **self.environ,
-                STACK_ENV: stack_id,
-                "REDIS_URL": redis_url,
-                "JOBFLEET_DATA_DIR": str(self.paths.data),
-                "PYTHONUNBUFFERED": "1",
-            }
+            env = component_env(
+                self.environ,
+                redis_url,
+                {STACK_ENV: stack_id, "JOBFLEET_DATA_DIR": str(self.paths.data), "PYTHONUNBUFFERED": "1"},
+            )
             # `make load` posts webhooks to a receiver on loopback, which the webhook SSRF guard refuses unless
             # loopback is allowed explicitly; this stack only ever runs on this machine.
             env.setdefault("JOBFLEET_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
@@ -219,25 +212,14 @@ class Stack:
         return EXIT_OK
 
     def _redis(self, started: list[Component]) -> str:
-        s = self.settings
-        if s.redis_url:
-            return s.redis_url
-        url = f"redis://127.0.0.1:{s.local_redis_port}/0"
-        if port_open("127.0.0.1", s.local_redis_port):
-            return url  # someone else's Redis: used, never stopped by us
-        proc = start_redis(self.paths.data / "redis", s.local_redis_port)
-        self._record(started, Component("redis", proc.pid, url, str(self.paths.data / "redis" / "redis.log")))
-        return url
+        found = find_or_start_redis(self.settings, self.paths.data)
+        if found.proc is not None and found.data_dir is not None:  # embedded: ours to record and to stop
+            self._record(started, Component("redis", found.proc.pid, found.url, str(found.data_dir / "redis.log")))
+        return found.url
 
     def _check_redis(self, url: str) -> None:
-
-        client = make_client(replace(self.settings, redis_url=url))
-        try:
-            result = check_durability(client)
-        except Exception as exc:
-            raise RuntimeError(f"Redis at {redact_url(url)} does not answer: {exc}") from exc
-        finally:
-            client.close()
+        # Refuse to start on a Redis that does not answer (RedisUnreachable is a RuntimeError); only warn on risk.
+        result = check_redis(self.settings, url)
         for problem in result.problems:
             print(f"WARNING: Redis may lose queue data: {problem}", file=sys.stderr)
 
@@ -258,14 +240,15 @@ class Stack:
 
     def _start_fleet(self, env: dict[str, str], started: list[Component]) -> None:
         s = self.settings
-        cli = [sys.executable, "-m", "jobfleet.ops.cli"]
-        api = f"http://{_loopback(s.api_host)}:{s.api_port}"
-        metrics = _loopback(s.metrics_host)
-        self._spawn(started, "worker", [*cli, "worker"], env, url=f"http://{metrics}:{s.worker_metrics_port}/metrics",
-                    ready=f"tcp://{metrics}:{s.worker_metrics_port}")  # fmt: skip
+        api = f"http://{reachable_host(s.api_host)}:{s.api_port}"
+        metrics = reachable_host(s.metrics_host)
+        worker = f"{metrics}:{s.worker_metrics_port}"
+        self._spawn(
+            started, "worker", component_argv("worker"), env, url=f"http://{worker}/metrics", ready=f"tcp://{worker}"
+        )
         exporter = f"http://{metrics}:{s.exporter_port}/metrics"
-        self._spawn(started, "exporter", [*cli, "exporter"], env, url=exporter, ready=exporter)
-        self._spawn(started, "api", [*cli, "api"], env, url=api, ready=f"{api}/readyz")
+        self._spawn(started, "exporter", component_argv("exporter"), env, url=exporter, ready=exporter)
+        self._spawn(started, "api", component_argv("api"), env, url=api, ready=f"{api}/readyz")
 
     def _start_alertmanager(self, binary: str, env: dict[str, str], started: list[Component]) -> None:
         url = f"http://127.0.0.1:{self.settings.alertmanager_port}"
