@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,14 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from jobfleet.core.settings import Settings, redact_url
 from jobfleet.ops.embedded_redis import port_open
 from jobfleet.ops.fleet import check_redis, component_argv, component_env, find_or_start_redis, reachable_host
+from jobfleet.ops.stack_monitoring import INSTALL_HINT, alertmanager_binary, monitoring_processes, prometheus_binary
 
-# The checkout: prometheus/ and deploy/ are not package data (jobfleet/ops/stack.py is two levels below it).
-REPO = Path(__file__).resolve().parents[2]
 STACK_ENV = "JOBFLEET_STACK_ID"
 READY_TIMEOUT_SECONDS = 60.0
 # Stopped in this order: nothing scrapes or serves while the workers drain; Redis goes last.
@@ -96,37 +92,6 @@ class Paths:
         self.config = self.data / "stack"
 
 
-def prometheus_config(settings: Settings, *, alertmanager: bool) -> dict[str, Any]:
-    """prometheus/prometheus.yml with this stack's ports, interval and absolute rule paths."""
-    config: dict[str, Any] = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
-    interval = settings.stack_scrape_interval_seconds
-    config["global"].update(
-        scrape_interval=f"{interval}s", evaluation_interval=f"{interval}s", scrape_timeout=f"{min(interval, 10)}s"
-    )
-    config["rule_files"] = [str(path) for path in sorted((REPO / "prometheus" / "rules").glob("*.yml"))]
-    if alertmanager:
-        am = config["alerting"]["alertmanagers"][0]["static_configs"][0]
-        am["targets"] = [f"127.0.0.1:{settings.alertmanager_port}"]
-    else:
-        config.pop("alerting", None)
-    targets = {
-        "jobfleet-api": f"{reachable_host(settings.api_host)}:{settings.api_port}",
-        "jobfleet-worker": f"{reachable_host(settings.metrics_host)}:{settings.worker_metrics_port}",
-        "jobfleet-exporter": f"{reachable_host(settings.metrics_host)}:{settings.exporter_port}",
-    }
-    for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
-    return config
-
-
-def _binary(*names: str) -> str | None:
-    for name in names:
-        found = shutil.which(name) or shutil.which(name, path="/usr/bin")
-        if found:
-            return found
-    return None
-
-
 class Stack:
     """Starts, inspects and stops the background stack for one ``JOBFLEET_DATA_DIR``."""
 
@@ -156,8 +121,8 @@ class Stack:
             print("jobfleet: a stack is already running here (make stack-status; make stack-down)", file=sys.stderr)
             return EXIT_FAILED
         s = self.settings
-        prometheus = _binary("prometheus")
-        alertmanager = _binary("prometheus-alertmanager", "alertmanager")
+        prometheus = prometheus_binary()
+        alertmanager = alertmanager_binary()
         ports = {
             "JOBFLEET_API_PORT": s.api_port,
             "JOBFLEET_WORKER_METRICS_PORT": s.worker_metrics_port,
@@ -191,10 +156,11 @@ class Stack:
             env.setdefault("JOBFLEET_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
             self._check_redis(redis_url)
             self._start_fleet(env, started)
-            if alertmanager:
-                self._start_alertmanager(alertmanager, env, started)
-            if prometheus:
-                self._start_prometheus(prometheus, env, started, alertmanager=bool(alertmanager))
+            monitoring = monitoring_processes(
+                s, self.paths.data, self.paths.config, prometheus=prometheus, alertmanager=alertmanager
+            )
+            for m in monitoring:
+                self._spawn(started, m.name, m.argv, env, url=m.url, ready=f"{m.url}/-/ready")
             state["components"] = [c.__dict__ for c in started]
             self._write(state)
             self._wait_ready(started)
@@ -206,8 +172,7 @@ class Stack:
         print(self.render(state))
         missing = [name for name, found in (("prometheus", prometheus), ("alertmanager", alertmanager)) if not found]
         if missing:
-            hint = "apt-get install prometheus prometheus-alertmanager"
-            print(f"not started (not installed): {', '.join(missing)} — {hint}")
+            print(f"not started (not installed): {', '.join(missing)} — {INSTALL_HINT}")
         print(f"logs: {self.paths.logs}/   stop: make stack-down")
         return EXIT_OK
 
@@ -249,32 +214,6 @@ class Stack:
         exporter = f"http://{metrics}:{s.exporter_port}/metrics"
         self._spawn(started, "exporter", component_argv("exporter"), env, url=exporter, ready=exporter)
         self._spawn(started, "api", component_argv("api"), env, url=api, ready=f"{api}/readyz")
-
-    def _start_alertmanager(self, binary: str, env: dict[str, str], started: list[Component]) -> None:
-        url = f"http://127.0.0.1:{self.settings.alertmanager_port}"
-        argv = [
-            binary,
-            f"--config.file={REPO / 'deploy' / 'alertmanager' / 'alertmanager.yml'}",
-            f"--storage.path={self.paths.data / 'alertmanager'}",
-            f"--web.listen-address=127.0.0.1:{self.settings.alertmanager_port}",
-            "--cluster.listen-address=",  # a single instance: no gossip port
-        ]
-        self._spawn(started, "alertmanager", argv, env, url=url, ready=f"{url}/-/ready")
-
-    def _start_prometheus(
-        self, binary: str, env: dict[str, str], started: list[Component], *, alertmanager: bool
-    ) -> None:
-        config = self.paths.config / "prometheus.yml"
-        config.write_text(yaml.safe_dump(prometheus_config(self.settings, alertmanager=alertmanager), sort_keys=False))
-        url = f"http://127.0.0.1:{self.settings.prometheus_port}"
-        argv = [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={self.paths.data / 'prometheus-tsdb'}",
-            f"--web.listen-address=127.0.0.1:{self.settings.prometheus_port}",
-            "--storage.tsdb.retention.time=7d",
-        ]
-        self._spawn(started, "prometheus", argv, env, url=url, ready=f"{url}/-/ready")
 
     def _wait_ready(self, started: list[Component]) -> None:
         pending = {c.name: c for c in started if c.ready}
