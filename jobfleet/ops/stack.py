@@ -16,16 +16,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jobfleet.core.settings import Settings, redact_url
 from jobfleet.ops.embedded_redis import port_open
 from jobfleet.ops.fleet import check_redis, component_argv, component_env, find_or_start_redis, reachable_host
+from jobfleet.ops.stack_components import Component, start_time
 from jobfleet.ops.stack_monitoring import INSTALL_HINT, alertmanager_binary, monitoring_processes, prometheus_binary
 
 STACK_ENV = "JOBFLEET_STACK_ID"
@@ -33,52 +31,6 @@ READY_TIMEOUT_SECONDS = 60.0
 # Stopped in this order: nothing scrapes or serves while the workers drain; Redis goes last.
 STOP_ORDER = ("prometheus", "alertmanager", "api", "exporter", "worker", "redis")
 EXIT_OK, EXIT_FAILED, EXIT_NOT_FOUND = 0, 1, 3
-
-
-@dataclass
-class Component:
-    """One process of the stack, as recorded in ``run/stack.json``."""
-
-    name: str
-    pid: int
-    url: str
-    log: str
-    ready: str = ""  # an HTTP URL answering 200, or tcp://host:port, once the component is up
-    start_time: int = 0  # /proc/<pid>/stat field 22: tells this process from a later one with the same pid
-
-    def alive(self) -> bool:
-        """True while the pid runs and is still the process we started (not a zombie, not a recycled pid)."""
-        stat = _stat(self.pid)
-        return stat is not None and stat[0] != "Z" and int(stat[19]) == self.start_time
-
-
-def _stat(pid: int) -> list[str] | None:
-    # Fields after the command name (which may contain spaces): state is [0], starttime (field 22) is [19].
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(") ", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def start_time(pid: int) -> int:
-    """The kernel start time of ``pid`` (0 when it is already gone)."""
-    stat = _stat(pid)
-    return int(stat[19]) if stat else 0
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback URLs
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _is_ready(check: str) -> bool:
-    if check.startswith("tcp://"):
-        host, _, port = check[len("tcp://") :].rpartition(":")
-        return port_open(host, int(port))
-    return _http_ok(check)
 
 
 class Paths:
@@ -221,8 +173,8 @@ class Stack:
         while pending:
             for name, component in list(pending.items()):
                 if not component.alive():
-                    raise RuntimeError(f"{name} exited; last lines of {component.log}:\n{_tail(component.log)}")
-                if _is_ready(component.ready):
+                    raise RuntimeError(f"{name} exited; last lines of {component.log}:\n{component.log_tail()}")
+                if component.answers():
                     del pending[name]
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not ready after {READY_TIMEOUT_SECONDS:.0f}s: {', '.join(pending)} (see logs)")
@@ -295,13 +247,6 @@ class Stack:
         if not any(c.name == "redis" for c in self.components(state)):
             lines.append(f"{'redis':13} {'-':>8} {'external':8} {state['redis_url']}")
         return "\n".join(lines)
-
-
-def _tail(path: str, lines: int = 20) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
