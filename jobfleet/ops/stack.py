@@ -12,81 +12,25 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from jobfleet.core.redis_check import check_durability
-from jobfleet.core.redis_client import make_client
 from jobfleet.core.settings import Settings, redact_url
-from jobfleet.ops.embedded_redis import port_open, start_redis
+from jobfleet.ops.embedded_redis import port_open
+from jobfleet.ops.fleet import check_redis, component_argv, component_env, find_or_start_redis, reachable_host
+from jobfleet.ops.stack_components import Component, start_time
+from jobfleet.ops.stack_monitoring import INSTALL_HINT, alertmanager_binary, monitoring_processes, prometheus_binary
 
-REPO = Path(__file__).resolve().parents[1]
 STACK_ENV = "JOBFLEET_STACK_ID"
 READY_TIMEOUT_SECONDS = 60.0
 # Stopped in this order: nothing scrapes or serves while the workers drain; Redis goes last.
 STOP_ORDER = ("prometheus", "alertmanager", "api", "exporter", "worker", "redis")
 EXIT_OK, EXIT_FAILED, EXIT_NOT_FOUND = 0, 1, 3
-
-
-@dataclass
-class Component:
-    """One process of the stack, as recorded in ``run/stack.json``."""
-
-    name: str
-    pid: int
-    url: str
-    log: str
-    ready: str = ""  # an HTTP URL answering 200, or tcp://host:port, once the component is up
-    start_time: int = 0  # /proc/<pid>/stat field 22: tells this process from a later one with the same pid
-
-    def alive(self) -> bool:
-        """True while the pid runs and is still the process we started (not a zombie, not a recycled pid)."""
-        stat = _stat(self.pid)
-        return stat is not None and stat[0] != "Z" and int(stat[19]) == self.start_time
-
-
-def _stat(pid: int) -> list[str] | None:
-    # Fields after the command name (which may contain spaces): state is [0], starttime (field 22) is [19].
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(") ", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def start_time(pid: int) -> int:
-    """The kernel start time of ``pid`` (0 when it is already gone)."""
-    stat = _stat(pid)
-    return int(stat[19]) if stat else 0
-
-
-def _loopback(host: str) -> str:
-    return "127.0.0.1" if host in {"", "0.0.0.0", "::", "[::]"} else host  # noqa: S104 - mapping, not binding
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback URLs
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _is_ready(check: str) -> bool:
-    if check.startswith("tcp://"):
-        host, _, port = check[len("tcp://") :].rpartition(":")
-        return port_open(host, int(port))
-    return _http_ok(check)
 
 
 class Paths:
@@ -98,37 +42,6 @@ class Paths:
         self.run = self.data / "run"
         self.state = self.run / "stack.json"
         self.config = self.data / "stack"
-
-
-def prometheus_config(settings: Settings, *, alertmanager: bool) -> dict[str, Any]:
-    """prometheus/prometheus.yml with this stack's ports, interval and absolute rule paths."""
-    config: dict[str, Any] = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
-    interval = settings.stack_scrape_interval_seconds
-    config["global"].update(
-        scrape_interval=f"{interval}s", evaluation_interval=f"{interval}s", scrape_timeout=f"{min(interval, 10)}s"
-    )
-    config["rule_files"] = [str(path) for path in sorted((REPO / "prometheus" / "rules").glob("*.yml"))]
-    if alertmanager:
-        am = config["alerting"]["alertmanagers"][0]["static_configs"][0]
-        am["targets"] = [f"127.0.0.1:{settings.alertmanager_port}"]
-    else:
-        config.pop("alerting", None)
-    targets = {
-        "jobfleet-api": f"{_loopback(settings.api_host)}:{settings.api_port}",
-        "jobfleet-worker": f"{_loopback(settings.metrics_host)}:{settings.worker_metrics_port}",
-        "jobfleet-exporter": f"{_loopback(settings.metrics_host)}:{settings.exporter_port}",
-    }
-    for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
-    return config
-
-
-def _binary(*names: str) -> str | None:
-    for name in names:
-        found = shutil.which(name) or shutil.which(name, path="/usr/bin")
-        if found:
-            return found
-    return None
 
 
 class Stack:
@@ -160,8 +73,8 @@ class Stack:
             print("jobfleet: a stack is already running here (make stack-status; make stack-down)", file=sys.stderr)
             return EXIT_FAILED
         s = self.settings
-        prometheus = _binary("prometheus")
-        alertmanager = _binary("prometheus-alertmanager", "alertmanager")
+        prometheus = prometheus_binary()
+        alertmanager = alertmanager_binary()
         ports = {
             "JOBFLEET_API_PORT": s.api_port,
             "JOBFLEET_WORKER_METRICS_PORT": s.worker_metrics_port,
@@ -185,22 +98,21 @@ class Stack:
         try:
             redis_url = self._redis(started)
             state["redis_url"] = redact_url(redis_url)
-            env = {
-                **self.environ,
-                STACK_ENV: stack_id,
-                "REDIS_URL": redis_url,
-                "JOBFLEET_DATA_DIR": str(self.paths.data),
-                "PYTHONUNBUFFERED": "1",
-            }
+            env = component_env(
+                self.environ,
+                redis_url,
+                {STACK_ENV: stack_id, "JOBFLEET_DATA_DIR": str(self.paths.data), "PYTHONUNBUFFERED": "1"},
+            )
             # `make load` posts webhooks to a receiver on loopback, which the webhook SSRF guard refuses unless
             # loopback is allowed explicitly; this stack only ever runs on this machine.
             env.setdefault("JOBFLEET_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
             self._check_redis(redis_url)
             self._start_fleet(env, started)
-            if alertmanager:
-                self._start_alertmanager(alertmanager, env, started)
-            if prometheus:
-                self._start_prometheus(prometheus, env, started, alertmanager=bool(alertmanager))
+            monitoring = monitoring_processes(
+                s, self.paths.data, self.paths.config, prometheus=prometheus, alertmanager=alertmanager
+            )
+            for m in monitoring:
+                self._spawn(started, m.name, m.argv, env, url=m.url, ready=f"{m.url}/-/ready")
             state["components"] = [c.__dict__ for c in started]
             self._write(state)
             self._wait_ready(started)
@@ -212,31 +124,19 @@ class Stack:
         print(self.render(state))
         missing = [name for name, found in (("prometheus", prometheus), ("alertmanager", alertmanager)) if not found]
         if missing:
-            hint = "apt-get install prometheus prometheus-alertmanager"
-            print(f"not started (not installed): {', '.join(missing)} — {hint}")
+            print(f"not started (not installed): {', '.join(missing)} — {INSTALL_HINT}")
         print(f"logs: {self.paths.logs}/   stop: make stack-down")
         return EXIT_OK
 
     def _redis(self, started: list[Component]) -> str:
-        s = self.settings
-        if s.redis_url:
-            return s.redis_url
-        url = f"redis://127.0.0.1:{s.local_redis_port}/0"
-        if port_open("127.0.0.1", s.local_redis_port):
-            return url  # someone else's Redis: used, never stopped by us
-        proc = start_redis(self.paths.data / "redis", s.local_redis_port)
-        self._record(started, Component("redis", proc.pid, url, str(self.paths.data / "redis" / "redis.log")))
-        return url
+        found = find_or_start_redis(self.settings, self.paths.data)
+        if found.proc is not None and found.data_dir is not None:  # embedded: ours to record and to stop
+            self._record(started, Component("redis", found.proc.pid, found.url, str(found.data_dir / "redis.log")))
+        return found.url
 
     def _check_redis(self, url: str) -> None:
-
-        client = make_client(replace(self.settings, redis_url=url))
-        try:
-            result = check_durability(client)
-        except Exception as exc:
-            raise RuntimeError(f"Redis at {redact_url(url)} does not answer: {exc}") from exc
-        finally:
-            client.close()
+        # Refuse to start on a Redis that does not answer (RedisUnreachable is a RuntimeError); only warn on risk.
+        result = check_redis(self.settings, url)
         for problem in result.problems:
             print(f"WARNING: Redis may lose queue data: {problem}", file=sys.stderr)
 
@@ -257,40 +157,15 @@ class Stack:
 
     def _start_fleet(self, env: dict[str, str], started: list[Component]) -> None:
         s = self.settings
-        cli = [sys.executable, "-m", "jobfleet.ops.cli"]
-        api = f"http://{_loopback(s.api_host)}:{s.api_port}"
-        metrics = _loopback(s.metrics_host)
-        self._spawn(started, "worker", [*cli, "worker"], env, url=f"http://{metrics}:{s.worker_metrics_port}/metrics",
-                    ready=f"tcp://{metrics}:{s.worker_metrics_port}")  # fmt: skip
+        api = f"http://{reachable_host(s.api_host)}:{s.api_port}"
+        metrics = reachable_host(s.metrics_host)
+        worker = f"{metrics}:{s.worker_metrics_port}"
+        self._spawn(
+            started, "worker", component_argv("worker"), env, url=f"http://{worker}/metrics", ready=f"tcp://{worker}"
+        )
         exporter = f"http://{metrics}:{s.exporter_port}/metrics"
-        self._spawn(started, "exporter", [*cli, "exporter"], env, url=exporter, ready=exporter)
-        self._spawn(started, "api", [*cli, "api"], env, url=api, ready=f"{api}/readyz")
-
-    def _start_alertmanager(self, binary: str, env: dict[str, str], started: list[Component]) -> None:
-        url = f"http://127.0.0.1:{self.settings.alertmanager_port}"
-        argv = [
-            binary,
-            f"--config.file={REPO / 'deploy' / 'alertmanager' / 'alertmanager.yml'}",
-            f"--storage.path={self.paths.data / 'alertmanager'}",
-            f"--web.listen-address=127.0.0.1:{self.settings.alertmanager_port}",
-            "--cluster.listen-address=",  # a single instance: no gossip port
-        ]
-        self._spawn(started, "alertmanager", argv, env, url=url, ready=f"{url}/-/ready")
-
-    def _start_prometheus(
-        self, binary: str, env: dict[str, str], started: list[Component], *, alertmanager: bool
-    ) -> None:
-        config = self.paths.config / "prometheus.yml"
-        config.write_text(yaml.safe_dump(prometheus_config(self.settings, alertmanager=alertmanager), sort_keys=False))
-        url = f"http://127.0.0.1:{self.settings.prometheus_port}"
-        argv = [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={self.paths.data / 'prometheus-tsdb'}",
-            f"--web.listen-address=127.0.0.1:{self.settings.prometheus_port}",
-            "--storage.tsdb.retention.time=7d",
-        ]
-        self._spawn(started, "prometheus", argv, env, url=url, ready=f"{url}/-/ready")
+        self._spawn(started, "exporter", component_argv("exporter"), env, url=exporter, ready=exporter)
+        self._spawn(started, "api", component_argv("api"), env, url=api, ready=f"{api}/readyz")
 
     def _wait_ready(self, started: list[Component]) -> None:
         pending = {c.name: c for c in started if c.ready}
@@ -298,8 +173,8 @@ class Stack:
         while pending:
             for name, component in list(pending.items()):
                 if not component.alive():
-                    raise RuntimeError(f"{name} exited; last lines of {component.log}:\n{_tail(component.log)}")
-                if _is_ready(component.ready):
+                    raise RuntimeError(f"{name} exited; last lines of {component.log}:\n{component.log_tail()}")
+                if component.answers():
                     del pending[name]
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not ready after {READY_TIMEOUT_SECONDS:.0f}s: {', '.join(pending)} (see logs)")
@@ -372,13 +247,6 @@ class Stack:
         if not any(c.name == "redis" for c in self.components(state)):
             lines.append(f"{'redis':13} {'-':>8} {'external':8} {state['redis_url']}")
         return "\n".join(lines)
-
-
-def _tail(path: str, lines: int = 20) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def cmd_stack(settings: Settings, args: argparse.Namespace) -> int:

@@ -9,18 +9,16 @@ import ctypes
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
 from jobfleet.core.redis_check import warn_if_unsafe
-from jobfleet.core.redis_client import make_client
 from jobfleet.core.settings import Settings, redact_url
-from jobfleet.ops.embedded_redis import port_open, start_redis
+from jobfleet.ops.fleet import COMPONENTS, check_redis, component_argv, component_env, find_or_start_redis
 
 log = structlog.get_logger(__name__)
 
@@ -59,30 +57,22 @@ class Supervisor:
         self.stopping = False
 
     def resolve_redis(self) -> str:
-        """REDIS_URL, else a local server on 6379, else an embedded one started now."""
-        if self.settings.redis_url:
-            return self.settings.redis_url
-        port = self.settings.local_redis_port
-        url = f"redis://127.0.0.1:{port}/0"
-        if port_open("127.0.0.1", port):
-            log.info("using the Redis already listening", url=url)
-            return url
-        data_dir = Path(self.settings.data_dir) / "redis"
-        self.redis_proc = start_redis(data_dir, port)
-        log.info("started embedded redis", url=url, data_dir=str(data_dir), aof=True)
-        return url
+        """REDIS_URL, else a local server on JOBFLEET_LOCAL_REDIS_PORT, else an embedded one started now."""
+        found = find_or_start_redis(self.settings, Path(self.settings.data_dir))
+        if found.origin == "listening":
+            log.info("using the Redis already listening", url=found.url)
+        elif found.origin == "embedded":
+            self.redis_proc = found.proc
+            log.info("started embedded redis", url=found.url, data_dir=str(found.data_dir), aof=True)
+        return found.url
 
     def run(self) -> int:
         """Run until a signal; return the exit code."""
         url = self.resolve_redis()
-        self.check_redis(url)
-        env = {**self.environ, "REDIS_URL": url}
-        exe = [sys.executable, "-m", "jobfleet.ops.cli"]
-        self.children = [
-            Child("api", [*exe, "api"], env),
-            Child("worker", [*exe, "worker"], env),
-            Child("exporter", [*exe, "exporter"], env),
-        ]
+        # Warn loudly, never refuse: an unreachable or uninspectable Redis is reported, the fleet still starts.
+        check_redis(self.settings, url, lambda client: warn_if_unsafe(client, where="jobfleet run"))
+        env = component_env(self.environ, url)
+        self.children = [Child(name, component_argv(name), env) for name in COMPONENTS]
         for child in self.children:
             child.start()
         s = self.settings
@@ -108,15 +98,6 @@ class Supervisor:
             time.sleep(0.2)
         self.shutdown()
         return code
-
-    def check_redis(self, url: str) -> None:
-        """Warn loudly when this Redis could evict or lose queue data (jobfleet.redis_check)."""
-
-        client = make_client(replace(self.settings, redis_url=url))
-        try:
-            warn_if_unsafe(client, where="jobfleet run")
-        finally:
-            client.close()
 
     def _request_stop(self, signum: int) -> None:
         if not self.stopping:

@@ -23,7 +23,7 @@ import pytest
 from jobfleet.core.settings import Settings
 from jobfleet.ops.cmd_load import is_loopback_url, run_load
 from jobfleet.ops.embedded_redis import free_port, port_open
-from jobfleet.ops.stack import prometheus_config
+from jobfleet.ops.stack_monitoring import prometheus_config
 from tests.conftest import require_binary
 from tests.fleet.test_run import http, marked_pids
 
