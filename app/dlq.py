@@ -9,16 +9,15 @@ import pydantic
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobfleet.app.jobs import caller, read_json_object, validation_problem
+from jobfleet.app.jobs import caller, check_job_id, read_json_object, validation_problem
 from jobfleet.app.problems import Problem
 from jobfleet.app.schemas import iso
 from jobfleet.app.services import services
-from jobfleet.store.dead_letters import MAX_BULK, DeadLetters, Filter, summary
+from jobfleet.store.audit import Audit
+from jobfleet.store.dead_letters import MAX_BULK, DeadLetters, Filter
+from jobfleet.store.records import summary
 
 bp = Blueprint("dlq", __name__, url_prefix="/v1")
-
-MAX_CURSOR = 2**62  # Redis ranges take signed 64-bit positions
-_DEAD_LETTER_ID = re.compile(r"^([0-9a-f]{32}|poison-[\w.-]{1,64})$")
 
 
 class DlqFilter(BaseModel):
@@ -35,8 +34,10 @@ class DlqFilter(BaseModel):
 class DlqListQuery(DlqFilter):
     """Query string of GET /v1/dlq."""
 
-    cursor: int = Field(
-        default=0, ge=0, le=MAX_CURSOR, description="Position to continue from (next_cursor of the last page)"
+    cursor: str = Field(
+        default="",
+        pattern=r"^(\d{1,15}:[0-9a-f-]{32,36})?$",
+        description="Where to continue from (next_cursor of the last page)",
     )
     limit: int = Field(default=50, ge=1, le=500)
 
@@ -53,11 +54,6 @@ class BulkReplayRequest(DlqFilter):
 
 def _dlq() -> DeadLetters:
     return DeadLetters(services().store)
-
-
-def _check_id(job_id: str) -> None:
-    if not _DEAD_LETTER_ID.match(job_id):
-        raise Problem(404, "dead-letter-not-found", "Not Found", f"no dead letter {job_id!r}: ids are job ids")
 
 
 def _filter(model: DlqFilter) -> Filter:
@@ -87,7 +83,7 @@ def list_dead_letters() -> Response:
 @bp.get("/dlq/<job_id>")
 def show_dead_letter(job_id: str) -> Response:
     """One dead letter in full: payload, final error and traceback, attempt history, trace id."""
-    _check_id(job_id)
+    check_job_id(job_id)
     entry = _dlq().get(job_id)
     return jsonify({**_present(entry), "summary": summary(entry)})
 
@@ -95,7 +91,7 @@ def show_dead_letter(job_id: str) -> Response:
 @bp.post("/dlq/<job_id>/replay")
 def replay_dead_letter(job_id: str) -> tuple[Response, int]:
     """Re-enqueue one dead letter with fresh attempts and its original idempotency key."""
-    _check_id(job_id)
+    check_job_id(job_id)
     replay = _dlq().replay(job_id, caller=caller())
     status_url = f"/v1/jobs/{job_id}"
     response = jsonify({"job_id": job_id, "status_url": status_url, "replay": replay})
@@ -128,7 +124,7 @@ def bulk_replay() -> Response:
 @bp.delete("/dlq/<job_id>")
 def purge_dead_letter(job_id: str) -> tuple[str, int]:
     """Delete a dead letter for good; the job's state becomes ``failed``."""
-    _check_id(job_id)
+    check_job_id(job_id)
     _dlq().purge(job_id, caller=caller())
     return "", 204
 
@@ -150,5 +146,5 @@ def audit() -> Response:
         raise Problem(400, "bad-cursor", "Bad Request", "before must be an audit entry id like 1700000000000-0")
     if before is not None and not any(int(p) for p in before.split("-")):
         return jsonify({"items": []})  # nothing is older than 0-0 (Redis refuses the exclusive range)
-    items = _dlq().audit_log(limit=limit, before=before)
+    items = Audit(services().store).entries(limit=limit, before=before)
     return jsonify({"items": [{**i, "at": iso(i["at"])} for i in items]})

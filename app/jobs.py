@@ -20,10 +20,12 @@ from jobfleet.app.schemas import JobAccepted, JobEvent, JobEvents, JobStatus, is
 from jobfleet.app.services import services
 from jobfleet.app.telemetry import current_trace_context
 from jobfleet.core.job_types import JOB_TYPES
+from jobfleet.store.records import events as event_trail
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
-_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+# jobfleet's ids (32 hex) and Dramatiq's (a UUID with dashes, for jobs sent with .send()); matched whole.
+_JOB_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]{1,255}$")
 
 
@@ -51,9 +53,10 @@ def validation_problem(what: str, exc: pydantic.ValidationError) -> Problem:
     )
 
 
-def _check_job_id(job_id: str) -> None:
-    if not _JOB_ID.match(job_id):
-        raise Problem(404, "job-not-found", "Not Found", f"no job {job_id!r}: job ids are 32 hex characters")
+def check_job_id(job_id: str) -> None:
+    """A 404 problem unless ``job_id`` has the shape of a job id."""
+    if not _JOB_ID.fullmatch(job_id):
+        raise Problem(404, "job-not-found", "Not Found", f"no job {job_id!r}: job ids are 32 hex characters or a UUID")
 
 
 def read_json_object() -> Any:
@@ -80,9 +83,10 @@ def read_json_object() -> Any:
     return body
 
 
-def _delay_seconds(max_delay: int) -> float:
+def _schedule(max_delay: int) -> tuple[float, str]:
+    """The requested delay in seconds, and the schedule parameter as the client sent it (for the fingerprint)."""
     if not request.query_string:  # the common case: skip parsing the (empty) query string
-        return 0.0
+        return 0.0, ""
     delay_raw = request.args.get("delay_seconds")
     not_before_raw = request.args.get("not_before")
     if delay_raw is not None and not_before_raw is not None:
@@ -108,6 +112,11 @@ def _delay_seconds(max_delay: int) -> float:
         if when.tzinfo is None:
             raise Problem(400, "bad-schedule", "Bad Request", "not_before needs a timezone (e.g. a trailing Z)")
         delay = max(0.0, when.timestamp() - time.time())
+    sent = ""
+    if delay_raw is not None:
+        sent = f"delay_seconds={delay_raw}"
+    elif not_before_raw is not None:
+        sent = f"not_before={not_before_raw}"
     if delay > max_delay:
         raise Problem(
             400,
@@ -115,7 +124,7 @@ def _delay_seconds(max_delay: int) -> float:
             "Bad Request",
             f"the job would start in {delay:.0f}s; the maximum delay is {max_delay}s (JOBFLEET_MAX_DELAY_SECONDS)",
         )
-    return delay
+    return delay, sent
 
 
 @bp.post("/<job_type>")
@@ -139,7 +148,7 @@ def enqueue(job_type: str) -> tuple[Response, int]:
         )
     svc = services()
     body = read_json_object()
-    delay = _delay_seconds(svc.settings.max_delay_seconds)
+    delay, schedule = _schedule(svc.settings.max_delay_seconds)
     try:
         payload = spec.payload.model_validate(body)
     except pydantic.ValidationError as exc:
@@ -153,6 +162,7 @@ def enqueue(job_type: str) -> tuple[Response, int]:
         idempotency_key=key,
         idempotency_ttl=svc.settings.idempotency_window_seconds,
         delay_seconds=delay,
+        schedule=schedule,
         trace_context=current_trace_context(),
         max_queue_depth=svc.settings.max_queue_depth,
     )
@@ -173,7 +183,7 @@ def enqueue(job_type: str) -> tuple[Response, int]:
 @bp.get("/<job_id>")
 def status(job_id: str) -> Response:
     """The job's state, progress, result or error and attempt history."""
-    _check_job_id(job_id)
+    check_job_id(job_id)
     record = services().store.get(job_id)
     ensure_owner(record, job_id)
     return jsonify(JobStatus.from_record(record).model_dump(mode="json"))
@@ -182,19 +192,17 @@ def status(job_id: str) -> Response:
 @bp.get("/<job_id>/events")
 def events(job_id: str) -> Response:
     """The job's lifecycle events, oldest first."""
-    _check_job_id(job_id)
-    store = services().store
-    ensure_owner(store.get(job_id), job_id)  # 404 for unknown (or another tenant's) ids, not an empty list
-    items = [
-        JobEvent(id=e["id"], event=e["event"] or "", at=iso(e["at"]), data=e["data"]) for e in store.events(job_id)
-    ]
+    check_job_id(job_id)
+    record = services().store.get(job_id)
+    ensure_owner(record, job_id)  # 404 for unknown (or another tenant's) ids, not an empty list
+    items = [JobEvent(id=e["id"], event=e["event"], at=iso(e["at"]), data=e["data"]) for e in event_trail(record)]
     return jsonify(JobEvents(job_id=job_id, events=items).model_dump(mode="json"))
 
 
 @bp.delete("/<job_id>")
 def cancel(job_id: str) -> tuple[Response, int]:
     """Cancel a waiting job, or ask a running one to stop; 409 when it already finished."""
-    _check_job_id(job_id)
+    check_job_id(job_id)
     store = services().store
     if current_principal() is not None:  # the owner never changes, so checking before the cancel script is safe
         ensure_owner(store.get(job_id), job_id)

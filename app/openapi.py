@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
 import jobfleet
-from jobfleet.app.dlq import MAX_CURSOR, BulkReplayRequest
+from jobfleet.app.dlq import BulkReplayRequest, DlqListQuery
 from jobfleet.app.schemas import Health, JobAccepted, JobEvents, JobStatus, ProblemDetails
 from jobfleet.core.job_types import JOB_TYPES
 
@@ -152,7 +152,7 @@ def build_document() -> dict[str, Any]:
                     "name": "cursor",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR},
+                    "schema": {"type": "string", "pattern": DlqListQuery.model_fields["cursor"].metadata[0].pattern},
                 },
                 {
                     "name": "limit",

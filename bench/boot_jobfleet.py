@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dramatiq
 
-from jobfleet.broker.redis_broker import JobfleetRedisBroker
+from jobfleet.broker.broker import JobfleetBroker
 from jobfleet.workers.boot import setup as production_setup
 
 COUNTER = "bench:done"
 
 
-def setup() -> JobfleetRedisBroker:
+def setup() -> JobfleetBroker:
     """Broker for the dramatiq CLI."""
     broker = production_setup()
     client = broker.client

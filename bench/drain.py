@@ -18,7 +18,7 @@ from bench.processes import BENCH_TYPE, COUNTER, child_env, per_process_rss, pro
 from jobfleet.app.enqueue import submit
 from jobfleet.core.settings import Settings
 from jobfleet.store.factory import open_store
-from jobfleet.store.jobs import script_source
+from jobfleet.store.scripts import script_source
 
 
 def preload(system: str, redis_url: str, n: int) -> None:

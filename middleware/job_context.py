@@ -23,6 +23,8 @@ class JobContext:
     #: ``<caller>:<Idempotency-Key>``, or the job id for jobs sent without a key (glossary: docs/ARCHITECTURE.md).
     scoped_key: str
     attempt: int
+    #: The delivery's fencing token: progress reports of an attempt that lost its job are refused.
+    token: int
     store: JobStore
     cancel_requested: bool = False
     # Set by the actor wrapper: Dramatiq warns about actors returning values without its Results backend.
@@ -50,13 +52,17 @@ def set_result(value: Any) -> None:
 
 
 def report_progress(percent: int, message: str = "") -> None:
-    """Record progress (0-100) for the running job; raise JobCancelled if an operator cancelled it."""
+    """Record progress (0-100) for the running job; raise JobCancelled if an operator cancelled it, or if this
+    attempt lost its job (its worker was presumed dead and the job runs elsewhere: stop, the other one counts)."""
     ctx = _current.get()
     if ctx is None:
         return
     percent = max(0, min(100, int(percent)))
     # A span event on the delivery's CONSUMER span (a no-op call when tracing records nothing).
     trace.get_current_span().add_event("progress", {"jobfleet.progress": percent, "jobfleet.message": message})
-    if ctx.store.progress(ctx.job_id, percent, message):
+    verdict = ctx.store.progress(ctx.job_id, ctx.token, percent, message)
+    if verdict < 0:
+        raise JobCancelled(f"job {ctx.job_id}: this attempt ({ctx.attempt}) no longer holds the job; stopping it")
+    if verdict:
         ctx.cancel_requested = True
         raise JobCancelled(f"job {ctx.job_id} was cancelled by an operator at {percent}% ({message})")

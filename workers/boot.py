@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from jobfleet.broker.redis_broker import JobfleetRedisBroker
+from jobfleet.broker.broker import JobfleetBroker
 from jobfleet.core.logging import configure_logging
 from jobfleet.core.redis_check import warn_if_unsafe
 from jobfleet.core.settings import Settings
@@ -12,7 +12,7 @@ from jobfleet.core.telemetry import configure_tracing
 from jobfleet.workers.broker import install
 
 
-def setup() -> JobfleetRedisBroker:
+def setup() -> JobfleetBroker:
     """Called by the dramatiq CLI in each worker process: settings from the environment, broker, actors."""
     settings = Settings.from_env(os.environ)
     configure_logging(settings.log_level, component="worker")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dramatiq
-from dramatiq.middleware import TimeLimit
+from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, ShutdownNotifications, TimeLimit
 from opentelemetry.trace import TracerProvider
 
-from jobfleet.broker.recovery import RecoveryMiddleware
-from jobfleet.broker.redis_broker import JobfleetRedisBroker
+from jobfleet.broker.broker import FleetTimings, JobfleetBroker
 from jobfleet.core.redis_client import make_client
 from jobfleet.core.settings import Settings
 from jobfleet.core.telemetry import serve_worker_metrics
@@ -19,20 +18,25 @@ from jobfleet.middleware.worker_metrics import WorkerMetrics
 from jobfleet.store.factory import open_store
 
 
-def build_broker(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> JobfleetRedisBroker:
-    """A Redis broker with jobfleet's middleware chain, in order (``before_*`` hooks run top to bottom,
-    ``after_*`` bottom to top). ``tracer_provider`` defaults to the process's global one."""
+def build_broker(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> JobfleetBroker:
+    """jobfleet's broker with its middleware chain, in order (``before_*`` hooks run top to bottom, ``after_*``
+    bottom to top). ``tracer_provider`` defaults to the process's global one."""
     # Workers poll Redis; a generous socket timeout avoids false outages under load but stays bounded.
     client = make_client(settings, timeout=max(settings.redis_timeout_seconds, 5.0))
     store = open_store(settings, client)
-    heartbeat_ms = int(settings.heartbeat_timeout_seconds * 1000)
     tracing = Tracing(tracer_provider=tracer_provider)
     metrics = WorkerMetrics(multiprocess_dir=settings.prometheus_multiproc_dir, exposition=serve_worker_metrics)
     middleware = [
-        RecoveryMiddleware(interval_seconds=max(1.0, settings.heartbeat_timeout_seconds / 3)),
-        # Tracing and metrics wrap JobLifecycle: their after_* hooks run after it and read its Outcome.
+        # Tracing and metrics wrap everything: their after_* hooks run last and read the outcome JobLifecycle left.
         tracing,
         metrics,
+        # Dramatiq's defaults that teams rely on (its Retries is replaced by JobLifecycle's retry policy). They sit
+        # before JobLifecycle so their after_* hooks run after it: Pipelines and Callbacks see message.failed.
+        AgeLimit(),
+        TimeLimit(),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
         JobLifecycle(
             store=store,
             policy=RetryPolicy(
@@ -40,25 +44,21 @@ def build_broker(settings: Settings, *, tracer_provider: TracerProvider | None =
                 min_backoff_seconds=settings.min_backoff_seconds,
                 max_backoff_seconds=settings.max_backoff_seconds,
             ),
-            heartbeat_timeout_ms=heartbeat_ms,
-            max_interruptions=settings.max_crash_redeliveries,
         ),
+        # Right after JobLifecycle: its before hook runs only for attempts JobLifecycle let through.
         AttemptStarted(metrics.attempt_started, tracing.attempt_started),
-        TimeLimit(),
     ]
-    broker = JobfleetRedisBroker(
-        client=client,
-        namespace=settings.namespace,
-        heartbeat_timeout=heartbeat_ms,
-        dead_message_ttl=settings.dlq_retention_seconds * 1000,
-        middleware=middleware,
+    timings = FleetTimings(
+        heartbeat_timeout_ms=int(settings.heartbeat_timeout_seconds * 1000),
+        max_interruptions=settings.max_crash_redeliveries,
+        hold_ms=int(settings.unknown_actor_hold_seconds * 1000),
     )
-    broker.jobfleet_store = store
-    return broker
+    return JobfleetBroker(store=store, middleware=middleware, timings=timings)
 
 
-def install(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> JobfleetRedisBroker:
+def install(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> JobfleetBroker:
     """Build the broker, make it Dramatiq's global broker and declare the actors on it."""
+    # The one late import of the house: actors are declared only once the broker exists (house rule 7).
     from jobfleet.workers.actors import declare_actors
 
     broker = build_broker(settings, tracer_provider=tracer_provider)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import MiddlewareError
 
 
@@ -25,8 +26,17 @@ class JobCancelled(JobfleetError):
     """Raised inside an actor by the progress helper when an operator cancelled the running job."""
 
 
-class StoreUnavailable(JobfleetError):
-    """Raised when Redis cannot be reached or answers with an error; the API turns it into a 503."""
+class StoreUnavailable(JobfleetError, BrokerConnectionError):
+    """Raised when Redis cannot be reached or answers with an error; the API turns it into a 503.
+
+    ``kind`` says which: ``timeout`` (no answer in time: the call may or may not have run), ``connection`` (lost or
+    refused), ``oom`` (Redis is full under noeviction: nothing was written), ``readonly`` (a demoted primary),
+    ``loading`` (Redis is loading its data set), ``busy`` (a script is running too long) or ``error``. A Dramatiq
+    BrokerConnectionError too, so Dramatiq's consumer threads restart on it instead of dying."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)  # type: ignore[no-untyped-call]  # dramatiq's DramatiqError is untyped
+        self.kind = kind
 
 
 class JobNotFound(JobfleetError):

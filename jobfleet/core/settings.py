@@ -135,10 +135,40 @@ class Settings:
         "JOBFLEET_SHUTDOWN_TIMEOUT_SECONDS", _pos_int(), "How long SIGTERM waits for in-flight jobs", 30
     )
     job_retention_seconds: int = _var(
-        "JOBFLEET_JOB_RETENTION_SECONDS", _pos_int(60), "How long job status records are kept", 7 * 86400
+        "JOBFLEET_JOB_RETENTION_SECONDS",
+        _pos_int(60),
+        "How long the records of failed and cancelled jobs are kept after they end",
+        7 * 86400,
+    )
+    succeeded_retention_seconds: int = _var(
+        "JOBFLEET_SUCCEEDED_RETENTION_SECONDS",
+        _pos_int(1),
+        "How long a succeeded job's record (state, result, history) is kept after it ends",
+        86400,
+    )
+    keep_succeeded_payload: bool = _var(
+        "JOBFLEET_KEEP_SUCCEEDED_PAYLOAD",
+        _bool,
+        "Keep a succeeded job's payload (its message) in its record; off: only dead jobs keep theirs",
+        False,
+    )
+    queue_partitions: int = _var(
+        "JOBFLEET_QUEUE_PARTITIONS",
+        _pos_int(1),
+        "Partitions per namespace (hash tags): >1 spreads every queue over the masters of a Redis Cluster",
+        1,
+    )
+    unknown_actor_hold_seconds: float = _var(
+        "JOBFLEET_UNKNOWN_ACTOR_HOLD_SECONDS",
+        _pos_float(0.1),
+        "How long a job for an actor this worker lacks is held back for another worker (rolling deploys)",
+        15.0,
     )
     dlq_retention_seconds: int = _var(
-        "JOBFLEET_DLQ_RETENTION_SECONDS", _pos_int(60), "How long dead letters are kept", 14 * 86400
+        "JOBFLEET_DLQ_RETENTION_SECONDS",
+        _pos_int(60),
+        "How long dead letters (a dead job's record, with its payload) are kept",
+        14 * 86400,
     )
     idempotency_window_seconds: int = _var(
         "JOBFLEET_IDEMPOTENCY_WINDOW_SECONDS", _pos_int(1), "How long Idempotency-Keys are remembered", 86400
@@ -248,8 +278,12 @@ class Settings:
             raise ConfigError(
                 "JOBFLEET_AUTH=enabled needs JOBFLEET_API_KEYS_FILE (issue keys with `jobfleet keys issue`)"
             )
-        if not self.namespace or ":" in self.namespace:
-            raise ConfigError(f"JOBFLEET_NAMESPACE={self.namespace!r} must be non-empty and contain no ':'")
+        if self.queue_partitions > 1024:
+            raise ConfigError(f"JOBFLEET_QUEUE_PARTITIONS={self.queue_partitions} must be <= 1024")
+        if not self.namespace or ":" in self.namespace or "{" in self.namespace or "}" in self.namespace:
+            raise ConfigError(
+                f"JOBFLEET_NAMESPACE={self.namespace!r} must be non-empty and contain no ':', '{{' or '}}'"
+            )
 
     @property
     def effective_redis_url(self) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections import Counter
 from typing import Any
 
@@ -41,9 +40,9 @@ def collect(settings: Settings, client: redis.Redis) -> dict[str, Any]:
     """Everything ``jobfleet status`` shows, as one JSON-serialisable dict (raise StoreUnavailable on Redis errors)."""
 
     try:
-        snapshot = build_reader(settings, client).read(time.time())
+        snapshot = build_reader(settings, client).read()
         durability = check_durability(client)
-    except (redis.RedisError, OSError) as exc:
+    except (StoreUnavailable, redis.RedisError, OSError) as exc:
         raise StoreUnavailable(f"cannot read Redis at {redact_url(settings.effective_redis_url)}: {exc}") from exc
     dlq = DeadLetters(open_store(settings, client))
     sample, _ = dlq.page(Filter(), limit=DLQ_SAMPLE)

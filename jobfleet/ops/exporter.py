@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from jobfleet.core.errors import StoreUnavailable
 from jobfleet.core.redis_client import make_client
 from jobfleet.core.settings import Settings
 from jobfleet.core.telemetry import serve_metrics
@@ -56,17 +57,17 @@ class QueueCollector(Collector):
         except metadata.PackageNotFoundError:
             self.version = "unknown"
 
-    def read(self, now: float) -> Snapshot:
-        """Read the current state from Redis (raise redis.RedisError when it cannot)."""
-        return self.reader.read(now)
+    def read(self) -> Snapshot:
+        """Read the current state from Redis (raise StoreUnavailable when it cannot)."""
+        return self.reader.read()
 
     def collect(self) -> Iterator[Metric]:
         """Called by each scrape: read Redis and yield every exporter metric."""
         started = time.perf_counter()
         snapshot: Snapshot | None = None
         try:
-            snapshot = self.read(time.time())
-        except (redis.RedisError, OSError) as exc:
+            snapshot = self.read()
+        except (StoreUnavailable, redis.RedisError, OSError) as exc:
             with self._lock:
                 self.scrape_errors += 1
             log.warning("exporter could not read redis", error=f"{type(exc).__name__}: {exc}")

@@ -1,5 +1,5 @@
-"""One delivery of a job as the store and every middleware see it, and the typed state a message carries between
-the consumer and the middleware hooks (``state_of(message)``, never ad-hoc attributes on the message)."""
+"""One delivery of a job as the store, the consumer and every middleware see it, and the typed state a message
+carries between the consumer and the middleware hooks (``state_of(message)``, never ad-hoc attributes)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,7 @@ from typing import Any
 
 import dramatiq
 
-from jobfleet.core.states import Outcome
-
-# A lease outlives the actor's time limit by this much, so a live worker's lease never lapses mid-attempt.
-LEASE_MARGIN_MS = 30_000
-# Dramatiq's TimeLimit default, for actors that set none.
-DEFAULT_TIME_LIMIT_MS = 600_000
+from jobfleet.core.states import DeadLetterReason, Outcome
 
 
 def option(broker: dramatiq.Broker, message: Any, name: str, default: Any) -> Any:
@@ -28,81 +23,57 @@ def option(broker: dramatiq.Broker, message: Any, name: str, default: Any) -> An
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """Who a delivery is, as the store sees it (fetch.lua derives the same values in Lua)."""
+class Claimed:
+    """A job a fetch (or a finish that took the next job) claimed for this worker: the delivery's fencing token
+    (the job's token, raised by each claim), the attempt number and the encoded message exactly as accepted."""
 
     job_id: str
-    job_type: str
-    #: The caller-scoped idempotency key (``<caller>:<Idempotency-Key>``), or the job id for jobs without one.
-    scoped_key: str
-    token: str
-    member: str
-    lease_ms: int
+    token: int
+    attempt: int
+    message: bytes
+    enqueued_ms: int | None
+    due_ms: int | None
+    started_ms: int
+    partition: int
+    queue: str
+
+    @property
+    def member(self) -> str:
+        """Its entry in the queue's running set (what finish and release remove)."""
+        return f"{self.job_id}:{self.token}"
 
 
-def delivery(broker: dramatiq.Broker, message: Any) -> Delivery:
-    """The delivery's identity: job, idempotency key, delivery token, running-set member and lease length."""
-    job_id = message.message_id
-    # The delivery token names this delivery in the ledger. A redelivery after a failed begin keeps it: the
-    # begin may have been applied before the connection broke, and its lease must stay ours.
-    token = message.options.get("delivery_token") or message.options.get("redis_message_id") or job_id
-    time_limit_ms = option(broker, message, "time_limit", DEFAULT_TIME_LIMIT_MS)
-    return Delivery(
-        job_id=job_id,
-        job_type=option(broker, message, "job_type", message.actor_name),
-        scoped_key=message.options.get("idempotency_key") or job_id,
-        token=token,
-        member=running_member(message.queue_name, message.actor_name, job_id),
-        lease_ms=int(time_limit_ms) + LEASE_MARGIN_MS,
-    )
-
-
-def running_member(queue_name: str, actor_name: str, job_id: str) -> str:
-    """The running set's member for an attempt (claim.lua's ``running_member`` builds the same string)."""
-    return f"{queue_name}|{actor_name}|{job_id}"
-
-
-def parse_running_member(member: str) -> tuple[str, str, str]:
-    """(queue, actor, job id) of a running set member."""
-    queue, _, rest = member.partition("|")
-    actor, _, job_id = rest.partition("|")
-    return queue, actor, job_id
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What claiming an attempt decided: ``run``, ``missing``, ``cancelled``, ``finished``, ``duplicate``, ``busy``
-    or ``poison`` (claim.lua)."""
-
-    verdict: str
-    attempt: int = 0
-    detail: str = ""
-    enqueued_at: float | None = None
-    ready_at: float | None = None
-
-    @classmethod
-    def from_reply(cls, parts: list[str]) -> Claim:
-        """Parse claim()'s reply: ``run`` with attempt, enqueued_at, ready_at; else verdict, detail."""
-        if parts[0] == "run":
-            return cls(
-                "run",
-                attempt=int(parts[1]),
-                enqueued_at=float(parts[2]) if parts[2] else None,
-                ready_at=float(parts[3]) if parts[3] else None,
+def parse_claimed(flat: list[bytes], partition: int, queue: str) -> list[Claimed]:
+    """The jobs of a fetch.lua / finish.lua reply (7 entries each)."""
+    out = []
+    for i in range(0, len(flat), 7):
+        enqueued, due = flat[i + 4], flat[i + 5]
+        out.append(
+            Claimed(
+                job_id=flat[i].decode(),
+                token=int(flat[i + 1]),
+                attempt=int(flat[i + 2]),
+                message=bytes(flat[i + 3] or b""),
+                enqueued_ms=int(enqueued) if enqueued else None,
+                due_ms=int(due) if due else None,
+                started_ms=int(flat[i + 6]),
+                partition=partition,
+                queue=queue,
             )
-        return cls(parts[0], detail=parts[1])
+        )
+    return out
 
 
 @dataclass
 class Attempt:
-    """The attempt a delivery is running (claimed), with what the observers need to know about it."""
+    """The attempt a delivery is running, with what the observers (metrics, tracing, logs) need to know about it."""
 
     job_id: str
     job_type: str
     scoped_key: str
-    token: str
+    token: int
     attempt: int
-    running_member: str
+    #: Epoch seconds (Redis's clock): when the attempt was claimed, the job accepted, and the job due.
     started: float
     enqueued_at: float | None
     ready_at: float | None
@@ -110,29 +81,31 @@ class Attempt:
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    """How a delivery ended (``outcome``), for the metrics and tracing middleware; ``attempt`` is None for skipped
-    deliveries, ``exception`` the attempt's error if any."""
+    """How a delivery ends, decided by JobLifecycle and recorded by the consumer when it acks.
+
+    ``attempt`` is None for deliveries that never ran; ``error`` is the attempt's error_info; ``retry_delay_ms`` is
+    set for ``retrying``, ``reason`` for ``dead``."""
 
     outcome: Outcome
     attempt: Attempt | None = None
     exception: BaseException | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    retry_delay_ms: int | None = None
+    reason: DeadLetterReason | None = None
 
 
 @dataclass
 class MessageState:
     """Everything jobfleet keeps on one delivered message (never in its options: none of it is JSON)."""
 
-    #: Set by the consumer when the fetch script already claimed the attempt.
-    claim: Claim | None = None
-    #: Set by JobLifecycle once the attempt runs; cleared when it is recorded.
+    #: Set by the consumer: the claim this message was handed out under.
+    claimed: Claimed | None = None
+    #: Set by JobLifecycle while the attempt runs.
     attempt: Attempt | None = None
-    #: Set by JobLifecycle when the delivery's outcome is decided.
+    #: Set by JobLifecycle when the delivery's outcome is decided; recorded by the consumer's ack or nack.
     outcome: DeliveryOutcome | None = None
-    #: Set by JobLifecycle when its finish call also acked the delivery: the consumer must not ack again.
-    acked: bool = False
-    #: Set by JobLifecycle when the outcome could not be recorded: the consumer puts the message back.
-    requeue: bool = False
-    #: Tracing's open span for this delivery (a ``middleware.tracing`` object; this layer does not know its type).
+    #: Tracing's open span for this delivery (a jobfleet.middleware.tracing object; this layer knows no spans).
     span_scope: Any = None
     #: WorkerMetrics' ``perf_counter()`` at the attempt's start.
     run_started: float | None = None

@@ -1,80 +1,94 @@
-"""Every Redis key jobfleet reads or writes, in one place (Dramatiq's own queue keys included)."""
+"""Every Redis key jobfleet reads or writes, in one place, and which partition a job lives in.
+
+A namespace's state is split into partitions. Each partition's keys share one hash tag, ``{<ns>:<p>}``, so every
+script call touches a single hash slot and runs unchanged on one Redis and on Redis Cluster (where the partitions
+of a queue spread over the masters). A job lives in partition ``crc32(job id) mod partitions``; a job id therefore
+names its slot, and a lookup by id is one call. Keys outside the partitions (the rate-limit buckets, the queue
+registry) are used by single-key calls only."""
 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Keys:
-    """Key schema under one namespace; Dramatiq's broker uses the same namespace for its queues."""
+    """The key schema of one namespace split into ``partitions`` partitions."""
 
     ns: str
+    partitions: int = 1
 
-    # --- Dramatiq's Redis broker layout (dramatiq 2.2 brokers/redis/dispatch.lua) ---
-    def queue(self, queue_name: str) -> str:
-        """List of ready message ids of a queue (``<queue>.DQ`` for delayed messages)."""
-        return f"{self.ns}:{queue_name}"
+    # --- partitions ---
+    def partition_of(self, job_id: str) -> int:
+        """The partition a job lives in (stable across processes and languages: CRC-32 of the id)."""
+        return zlib.crc32(job_id.encode()) % self.partitions
 
-    def queue_messages(self, queue_name: str) -> str:
-        """Hash of message id -> encoded message for a queue."""
-        return f"{self.ns}:{queue_name}.msgs"
+    def partition_of_key(self, digest: str) -> int:
+        """The partition an Idempotency-Key's record lives in (its job is placed in the same one)."""
+        return zlib.crc32(digest.encode()) % self.partitions
 
-    def acks(self, worker_id: str, queue_name: str) -> str:
-        """Set of message ids one worker (broker id) fetched from a queue and has not acked."""
-        return f"{self.ns}:__acks__.{worker_id}.{queue_name}"
+    def tag(self, partition: int) -> str:
+        """The hash tag shared by every key of ``partition``."""
+        return f"{{{self.ns}:{partition}}}"
 
-    def heartbeats(self) -> str:
-        """Sorted set of worker (broker) ids by last heartbeat, in milliseconds."""
-        return f"{self.ns}:__heartbeats__"
-
-    def stock_dead_letters(self, queue_name: str) -> str:
-        """Dramatiq's own dead-letter sorted set (jobfleet never nacks, so this should stay empty)."""
-        return f"{self.ns}:{queue_name}.XQ"
-
-    # --- jobfleet's own keys ---
+    # --- per job (the partition follows from the id) ---
     def job(self, job_id: str) -> str:
-        """Hash: the job's status record (state, progress, attempts history, result, error, timestamps)."""
-        return f"{self.ns}:job:{job_id}"
+        """Hash: the job's record — state, the encoded message (its payload), attempts, result, error, history."""
+        return self.job_prefix(self.partition_of(job_id)) + job_id
 
-    def job_events(self, job_id: str) -> str:
-        """Stream: the job's capped lifecycle event trail."""
-        return f"{self.ns}:job:{job_id}:events"
+    def job_prefix(self, partition: int) -> str:
+        """Prefix of the job hashes of ``partition`` (scripts name the jobs they take off a queue with it)."""
+        return f"{self.tag(partition)}:job:"
 
-    def api_idempotency(self, caller: str, job_type: str, key: str) -> str:
-        """String: ``<job_id> <fingerprint>`` for an Idempotency-Key seen by the API."""
-        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-        return f"{self.ns}:idem:{caller}:{job_type}:{digest}"
+    # --- per partition ---
+    def queue(self, partition: int, queue_name: str) -> str:
+        """Sorted set: the waiting jobs of a queue by when they may start (ms); due ones have a score <= now."""
+        return self.queue_prefix(partition) + queue_name
 
-    def ledger(self, job_type: str, idempotency_key: str) -> str:
-        """Hash: the worker-side idempotency ledger entry (lease while running, result when done).
+    def queue_prefix(self, partition: int) -> str:
+        """Prefix of the queue sorted sets of ``partition``."""
+        return f"{self.tag(partition)}:q:"
 
-        SHA-1, not SHA-256, because fetch.lua derives the same name with Redis's ``redis.sha1hex`` (a key name,
-        not a security boundary: the key is already prefixed by the caller and the job type)."""
-        digest = hashlib.sha1(idempotency_key.encode(), usedforsecurity=False).hexdigest()[:32]
-        return f"{self.ns}:ledger:{job_type}:{digest}"
+    def running(self, partition: int, queue_name: str) -> str:
+        """Sorted set: ``<job id>:<token>`` of a queue's running attempts by start time (ms)."""
+        return f"{self.tag(partition)}:run:{queue_name}"
 
-    def dlq_index(self) -> str:
+    def heartbeats(self, partition: int) -> str:
+        """Sorted set: worker ids by last heartbeat (Redis time, ms)."""
+        return f"{self.tag(partition)}:hb"
+
+    def held_back(self, partition: int) -> str:
+        """Hash: ``<queue>|<actor>`` -> how many times a job was held back because its worker lacked the actor."""
+        return f"{self.tag(partition)}:held"
+
+    def idempotency(self, partition: int, digest: str) -> str:
+        """Hash: the job an Idempotency-Key made and the fingerprint of its request."""
+        return f"{self.tag(partition)}:idem:{digest}"
+
+    def dlq(self, partition: int) -> str:
         """Sorted set: dead-lettered job ids by dead-letter time (ms)."""
-        return f"{self.ns}:dlq"
+        return f"{self.tag(partition)}:dlq"
 
-    def dlq_queue_index(self, queue_name: str) -> str:
-        """Sorted set: the dead letters of one queue by dead-letter time (ms), for cheap per-queue metrics."""
-        return f"{self.ns}:dlq:queue:{queue_name}"
+    def dlq_by(self, partition: int, dimension: str) -> str:
+        """Prefix of the dead-letter indexes by ``dimension`` (queue, type or caller); append the value."""
+        return f"{self.tag(partition)}:dlq:{dimension}:"
 
-    def dlq_entry(self, job_id: str) -> str:
-        """Hash: one dead letter (payload, final error and traceback, attempts, trace id...)."""
-        return f"{self.ns}:dlq:{job_id}"
+    def audit(self, partition: int) -> str:
+        """Stream: operator actions (replay, purge, cancel) on the jobs of ``partition``."""
+        return f"{self.tag(partition)}:audit"
 
-    def running(self) -> str:
-        """Sorted set: ``<queue>|<actor>|<job_id>`` members of running attempts by start time (ms)."""
-        return f"{self.ns}:running"
-
+    # --- outside the partitions ---
     def rate_bucket(self, caller: str) -> str:
         """Hash: the caller's API rate-limit token bucket (tokens, last refill in ms); expires when full again."""
         return f"{self.ns}:ratelimit:{caller}"
 
-    def audit(self) -> str:
-        """Stream: operator actions (replay, purge, cancel) with who, what and how many."""
-        return f"{self.ns}:audit"
+    def queues(self) -> str:
+        """Set: the queue names workers and producers declared (what the exporter and status read)."""
+        return f"{self.ns}:queues"
+
+
+def idempotency_digest(caller: str, job_type: str, key: str) -> str:
+    """The name of an Idempotency-Key's record: scoped by caller and job type, so two tenants cannot collide."""
+    return hashlib.sha256(f"{caller}\x00{job_type}\x00{key}".encode()).hexdigest()[:32]

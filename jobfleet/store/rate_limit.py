@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 import redis
 
 from jobfleet.core.errors import RateLimited
-from jobfleet.store.jobs import redis_errors
 from jobfleet.store.keys import Keys
+from jobfleet.store.scripts import redis_errors, script_source
 
 
 class Admission:
@@ -19,8 +17,7 @@ class Admission:
         self.keys = keys
         self.rate = rate_per_second
         self.burst = burst
-        source = (resources.files("jobfleet.store") / "lua" / "admit.lua").read_text()
-        self._script = client.register_script(source)
+        self._script = client.register_script(script_source("admit"))
 
     def admit(self, caller: str) -> None:
         """Take one token from ``caller``'s bucket (no Redis call when no rate limit is configured)."""

@@ -8,7 +8,7 @@ import signal
 
 import dramatiq
 
-from jobfleet.broker.redis_broker import JobfleetRedisBroker
+from jobfleet.broker.broker import JobfleetBroker
 from jobfleet.workers.boot import setup as real_setup
 
 
@@ -17,7 +17,7 @@ def crash_worker() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def setup() -> JobfleetRedisBroker:
+def setup() -> JobfleetBroker:
     """The production setup, plus the crashing actor on the ``crashes`` queue."""
     broker = real_setup()
     dramatiq.actor(crash_worker, broker=broker, queue_name="crashes", time_limit=60_000, job_type="crash")

@@ -1,21 +1,26 @@
--- Cancel a job: a waiting job becomes cancelled at once, a running one is asked to stop, a finished one refuses.
--- KEYS: 1 job hash, 2 job events, 3 audit stream
--- ARGV: 1 now s, 2 caller, 3 events max length, 4 audit max length, 5 job id
-local state = redis.call("HGET", KEYS[1], "state")
+-- Cancel a job: a waiting one (queued, scheduled, retrying) is cancelled at once and leaves its queue; a running one
+-- is asked to stop (its next progress report raises, and a retry it would make is cancelled instead); a finished one
+-- refuses. Idempotent: cancelling a cancelled job answers the same again. Audited in the same call.
+-- KEYS: 1 job hash, 2 audit stream
+-- ARGV: 1 job id, 2 who, 3 key id, 4 retention of a cancelled record s, 5 audit max length, 6 queue key prefix
+-- Returns {"ok", previous state} | {"missing", ""} | {"refused", state}
+local f = redis.call("HMGET", KEYS[1], "state", "queue")
+local state = f[1]
 if not state then
   return {"missing", ""}
 end
-if state == "queued" or state == "scheduled" or state == "retrying" then
-  redis.call("HSET", KEYS[1], "state", "cancelled", "finished_at", ARGV[1], "cancel_requested", 1)
-  redis.call("XADD", KEYS[2], "MAXLEN", ARGV[3], "*", "event", "cancelled", "at", ARGV[1],
-    "data", cjson.encode({by = ARGV[2]}))
+local now = now_ms()
+if state == "cancelled" then
+  return {"ok", state}
+elseif state == "queued" or state == "retrying" then
+  redis.call("HSET", KEYS[1], "state", "cancelled", "finished", now, "cancel", now .. " " .. ARGV[2])
+  redis.call("ZREM", ARGV[6] .. f[2], ARGV[1])
+  redis.call("EXPIRE", KEYS[1], ARGV[4])
 elseif state == "running" then
-  redis.call("HSET", KEYS[1], "cancel_requested", 1)
-  redis.call("XADD", KEYS[2], "MAXLEN", ARGV[3], "*", "event", "cancel_requested", "at", ARGV[1],
-    "data", cjson.encode({by = ARGV[2]}))
+  redis.call("HSET", KEYS[1], "cancel", now .. " " .. ARGV[2])
 else
   return {"refused", state}
 end
-redis.call("XADD", KEYS[3], "MAXLEN", "~", ARGV[4], "*", "at", ARGV[1], "who", ARGV[2], "action", "cancel",
-  "target", ARGV[5], "count", 1)
+redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "at", now, "who", ARGV[2], "key_id", ARGV[3],
+  "action", "cancel", "target", ARGV[1], "count", 1, "detail", "{}")
 return {"ok", state}

@@ -1,16 +1,13 @@
--- Fetch up to N messages as (redis message id, data, claim) so that a message that cannot be decoded can still be
--- acked and dead-lettered by id instead of jamming the whole prefetch batch (stock fetch returns data only), and,
--- for ready queues, claim each message's attempt here (claim.lua, prepended) instead of in a round trip per job.
--- KEYS: 1 queue list, 2 queue messages hash, 3 this worker's acks set for the queue, 4 heartbeats zset,
---       5 running zset
--- ARGV: 1 prefetch, 2 worker id, 3 now ms, 4-12 claim configuration (claim_config in claim.lua; ARGV[4] "" = none)
--- Returns 6 entries per message: id, data, verdict ("" = not claimed: the worker begins it), 3 verdict details.
-redis.call("ZADD", KEYS[4], ARGV[3], ARGV[2])
-local cfg = claim_config(ARGV, 4, ARGV[2], ARGV[3], KEYS[4], KEYS[5])
-local out = {}
-for _ = 1, tonumber(ARGV[1]) do
-  if not pop_and_claim(KEYS[1], KEYS[2], KEYS[3], cfg, out) then
-    break
-  end
-end
-return out
+-- Take and claim up to N due jobs of one queue partition for a worker (the consumer's fetch). A job that is due sits
+-- on the queue with a score at or before now (Redis time): delayed, scheduled and retried jobs wait on the same
+-- queue and become due without being moved. Not idempotent by nature (it pops): callers never retry it blindly;
+-- after a lost reply the worker reconciles what the partition says it holds (reconcile.lua).
+-- KEYS: 1 queue zset, 2 running zset, 3 held-back counts hash
+-- ARGV: 1 how many, 2 worker id, 3 job key prefix of the partition, 4 actor names this worker runs (space-separated),
+--       5 how long to hold back a job of an actor this worker lacks (ms), 6 queue name
+-- Returns {claimed: 7 entries per job (id, token, attempt, message, enqueued, due, started), held: actor names}
+local out, held = {}, {}
+local c = {job_prefix = ARGV[3], queue = KEYS[1], running = KEYS[2], held_counts = KEYS[3], queue_name = ARGV[6],
+  worker = ARGV[2], now = now_ms(), actors = name_set(ARGV[4]), hold_ms = tonumber(ARGV[5]), held = held}
+take(c, tonumber(ARGV[1]), true, out)
+return {out, held}

@@ -1,96 +1,58 @@
--- Finish an attempt: status, attempt history, ledger commit/release, dead letter, event. One round trip.
--- The delivery is acked here too (same effect as Dramatiq's ack) and a retry's message is pushed here, so the
--- outcome, the ack and the retry happen together or not at all: no lost retry, no ack without an outcome.
--- KEYS: 1 job hash, 2 job events, 3 ledger hash, 4 running zset, 5 dlq index, 6 dlq entry, 7 dlq queue index,
---       8 acks set of the delivering worker ("" = the consumer acks), 9 messages hash of the delivering queue,
---       10 retry queue list (the .DQ) or "", 11 retry queue messages hash, 12 the delivering ready queue's list
---       to take this thread's next message from ("" = none), 13 heartbeats zset
--- ARGV: 1 now ms, 2 outcome (succeeded|retrying|dead|cancelled), 3 job ttl s, 4 ledger ttl s, 5 result json,
---       6 error json or "", 7 next retry at s or "", 8 dead letter json or "", 9 dlq ttl s, 10 events max length,
---       11 running member, 12 job id, 13 delivery token, 14 redis message id to ack, 15 retry redis message id,
---       16 retry encoded message, 17 worker id, 18-26 claim configuration (claim_config in claim.lua)
--- Returns {outcome} or, when KEYS[12] is set and the queue is not empty, {outcome, next message's 6 entries as
--- fetch.lua returns them}: the thread that just finished takes (and claims) its next message in the same call.
-local now = tonumber(ARGV[1])
-local nows = string.format("%.3f", now / 1000)
-local outcome = ARGV[2]
-local hist = cjson.decode(redis.call("HGET", KEYS[1], "history") or "[]")
-local last = hist[#hist]
-local err = nil
-if ARGV[6] ~= "" then
-  err = cjson.decode(ARGV[6])
-end
-if last and not last.finished_at then
-  last.finished_at = tonumber(nows)
-  last.outcome = outcome
-  if err then
-    last.error = {type = err.type, message = err.message}
-  end
-  if ARGV[7] ~= "" then
-    last.next_retry_at = tonumber(ARGV[7])
-  end
-end
-redis.call("HSET", KEYS[1], "history", cjson.encode(hist), "interruptions", 0)
-redis.call("ZREM", KEYS[4], ARGV[11])
-
-local owned = redis.call("HGET", KEYS[3], "token") == ARGV[13]
-local data = {}
-if outcome == "succeeded" then
-  redis.call("HSET", KEYS[1], "state", "succeeded", "progress", 100, "result", ARGV[5], "finished_at", nows)
-  redis.call("DEL", KEYS[3])
-  redis.call("HSET", KEYS[3], "state", "done", "result", ARGV[5], "job_id", ARGV[12])
-  redis.call("EXPIRE", KEYS[3], ARGV[4])
+-- Record how an attempt ended and, in the same call, take this thread's next job off the queue.
+-- Fenced: only the delivery holding the job's current token changes anything. A stale worker (its job was recovered
+-- and handed to another delivery while it was paused or cut off) and a re-run of this very call (its reply was lost)
+-- both find their running entry gone and change nothing. A retry waits on the job's own queue until it is due:
+-- there is no second message to lose, and a cancel that arrived meanwhile wins over the retry.
+-- KEYS: 1 job hash, 2 running zset, 3 queue zset, 4 dlq index, 5 dlq index of the queue, 6 of the job type,
+--       7 of the caller, 8 held-back counts hash
+-- ARGV: 1 outcome (succeeded|retrying|dead|cancelled), 2 token, 3 job id, 4 attempt, 5 attempt start ms,
+--       6 result json, 7 error json, 8 error type, 9 error message (short, for the history line), 10 traceback,
+--       11 retry delay ms, 12 dead-letter reason, 13 retention of the record s, 14 keep the payload (1|0),
+--       15 next jobs to take (0|1), 16 worker id, 17 job key prefix, 18 actor names (space-separated),
+--       19 hold-back ms, 20 dead letters are indexed for this long (ms), 21 queue name
+-- Returns {recorded outcome | "done" (already recorded) | "stale", next jobs (7 entries each, as fetch.lua), held}
+local now = now_ms()
+local id, outcome = ARGV[3], ARGV[1]
+local verdict
+if redis.call("ZREM", KEYS[2], id .. ":" .. ARGV[2]) == 0 then
+  local f = redis.call("HMGET", KEYS[1], "token", "state")
+  verdict = (f[1] == ARGV[2] and f[2] ~= "running") and "done" or "stale"
 else
-  if owned then
-    redis.call("DEL", KEYS[3])
+  if outcome == "retrying" and redis.call("HGET", KEYS[1], "cancel") then
+    outcome = "cancelled"
   end
-  if err then
-    redis.call("HSET", KEYS[1], "error", cjson.encode({type = err.type, message = err.message}))
-    data.error = err.type
-  end
-  if outcome == "retrying" then
-    redis.call("HSET", KEYS[1], "state", "retrying", "ready_at", ARGV[7])
-    data.next_retry_at = tonumber(ARGV[7])
-  elseif outcome == "cancelled" then
-    redis.call("HSET", KEYS[1], "state", "cancelled", "finished_at", nows)
-  else
-    redis.call("HSET", KEYS[1], "state", "dead", "finished_at", nows)
-    local entry = cjson.decode(ARGV[8])
-    local first = nil
-    for _, h in ipairs(hist) do
-      if h.outcome and h.outcome ~= "succeeded" and not first then
-        first = h.finished_at
-      end
+  local attempt = "a" .. ARGV[4]
+  if outcome == "succeeded" then
+    redis.call("HSET", KEYS[1], "state", "succeeded", "finished", now, "result", ARGV[6], "worker", "",
+      attempt, attempt_line(ARGV[5], now, outcome))
+    if ARGV[14] ~= "1" then
+      redis.call("HSET", KEYS[1], "msg", "")  -- a succeeded job keeps no payload unless asked to
     end
-    entry.attempts = #hist
-    entry.first_failure_at = first or tonumber(nows)
-    entry.last_failure_at = tonumber(nows)
-    entry.dead_lettered_at = tonumber(nows)
-    entry.history = hist
-    redis.call("SET", KEYS[6], cjson.encode(entry), "EX", ARGV[9])
-    redis.call("ZADD", KEYS[5], now, ARGV[12])
-    redis.call("ZADD", KEYS[7], now, ARGV[12])
+    redis.call("EXPIRE", KEYS[1], ARGV[13])
+  elseif outcome == "retrying" then
+    local due = now + tonumber(ARGV[11])
+    redis.call("HSET", KEYS[1], "state", "retrying", "due", due, "error", ARGV[7], "worker", "",
+      attempt, attempt_line(ARGV[5], now, outcome, due, ARGV[8], ARGV[9]))
+    redis.call("ZADD", KEYS[3], due, id)
+  elseif outcome == "cancelled" then
+    redis.call("HSET", KEYS[1], "state", "cancelled", "finished", now, "worker", "",
+      attempt, attempt_line(ARGV[5], now, outcome, "", ARGV[8], ARGV[9]))
+    if ARGV[7] ~= "" then
+      redis.call("HSET", KEYS[1], "error", ARGV[7])
+    end
+    redis.call("EXPIRE", KEYS[1], ARGV[13])
+  else
+    redis.call("HSET", KEYS[1], "state", "dead", "finished", now, "error", ARGV[7], "traceback", ARGV[10],
+      "reason", ARGV[12], "worker", "", attempt, attempt_line(ARGV[5], now, "dead", "", ARGV[8], ARGV[9]))
+    redis.call("EXPIRE", KEYS[1], ARGV[13])
+    index_dead({KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, id, now, tonumber(ARGV[20]))
   end
+  verdict = outcome
 end
-local ttl = ARGV[3]
-if outcome == "dead" and tonumber(ARGV[9]) > tonumber(ttl) then
-  ttl = ARGV[9]  -- the status of a dead job stays readable as long as its dead letter
+local out, held = {}, {}
+if tonumber(ARGV[15]) > 0 then
+  take({job_prefix = ARGV[17], queue = KEYS[3], running = KEYS[2], held_counts = KEYS[8], queue_name = ARGV[21],
+    worker = ARGV[16], now = now, actors = name_set(ARGV[18]), hold_ms = tonumber(ARGV[19]), held = held},
+    tonumber(ARGV[15]), false, out)
 end
-redis.call("EXPIRE", KEYS[1], ttl)
-if #hist > 0 then
-  data.attempt = #hist
-end
-redis.call("XADD", KEYS[2], "MAXLEN", ARGV[10], "*", "event", outcome, "at", nows, "data", cjson.encode(data))
-redis.call("EXPIRE", KEYS[2], ttl)
-if KEYS[8] ~= "" and redis.call("SREM", KEYS[8], ARGV[14]) > 0 then
-  redis.call("HDEL", KEYS[9], ARGV[14])
-end
-if outcome == "retrying" and KEYS[10] ~= "" then
-  redis.call("HSET", KEYS[11], ARGV[15], ARGV[16])
-  redis.call("RPUSH", KEYS[10], ARGV[15])
-end
-local out = {outcome}
-if KEYS[12] ~= "" then
-  pop_and_claim(KEYS[12], KEYS[9], KEYS[8], claim_config(ARGV, 18, ARGV[17], ARGV[1], KEYS[13], KEYS[4]), out)
-end
-return out
+return {verdict, out, held}

@@ -1,32 +1,41 @@
--- Replay a dead letter: remove it, reset the job for fresh attempts, push its message, record it. Atomic.
--- KEYS: 1 dlq entry, 2 dlq index, 3 dlq queue index, 4 job hash, 5 job events, 6 queue list, 7 queue messages,
---       8 audit stream
--- ARGV: 1 now s, 2 redis message id, 3 encoded message, 4 job ttl s, 5 events max, 6 caller, 7 audit max,
---       8 job id, 9 record json used when the job's status expired, 10 audit action ("" = caller audits)
-if redis.call("EXISTS", KEYS[1]) == 0 then
+-- Replay a dead letter: the job goes back on its queue with fresh attempts and the very message that was accepted
+-- (never decoded or rebuilt), leaves the dead-letter indexes, and lives on without a TTL until it ends again.
+-- Idempotent: a re-run with the same request id answers as the first run did.
+-- KEYS: 1 job hash, 2 audit stream, 3 dlq index
+-- ARGV: 1 job id, 2 replay request id, 3 who, 4 key id, 5 audit max length ("" = the caller audits in bulk),
+--       6 queue key prefix, 7 dlq-by-queue prefix, 8 dlq-by-type prefix, 9 dlq-by-caller prefix
+-- Returns {"ok", replay number} | {"missing", ""} | {"refused", state} (not dead, or no message to replay)
+local f = redis.call("HMGET", KEYS[1], "state", "queue", "type", "caller", "attempts", "replays", "replay_request",
+  "msg")
+if not f[1] then
   return {"missing", ""}
 end
-redis.call("DEL", KEYS[1])
-redis.call("ZREM", KEYS[2], ARGV[8])
-redis.call("ZREM", KEYS[3], ARGV[8])
-if redis.call("EXISTS", KEYS[4]) == 0 then
-  local rec = cjson.decode(ARGV[9])
-  for k, v in pairs(rec) do
-    redis.call("HSET", KEYS[4], k, v)
-  end
+if f[7] == ARGV[2] then
+  return {"ok", f[6] or "1"}
 end
-local replays = redis.call("HINCRBY", KEYS[4], "replays", 1)
-redis.call("HSET", KEYS[4], "state", "queued", "attempts", 0, "progress", 0, "progress_message", "",
-  "result", "", "error", "", "started_at", "", "finished_at", "", "interruptions", 0, "cancel_requested", 0,
-  "ready_at", ARGV[1])
-redis.call("EXPIRE", KEYS[4], ARGV[4])
-redis.call("XADD", KEYS[5], "MAXLEN", ARGV[5], "*", "event", "replayed", "at", ARGV[1],
-  "data", cjson.encode({by = ARGV[6], replay = replays}))
-redis.call("EXPIRE", KEYS[5], ARGV[4])
-redis.call("HSET", KEYS[7], ARGV[2], ARGV[3])
-redis.call("RPUSH", KEYS[6], ARGV[2])
-if ARGV[10] ~= "" then
-  redis.call("XADD", KEYS[8], "MAXLEN", "~", ARGV[7], "*", "at", ARGV[1], "who", ARGV[6], "action", ARGV[10],
-    "target", ARGV[8], "count", 1, "detail", "{}")
+if f[1] ~= "dead" or not f[8] or f[8] == "" then
+  return {"refused", f[1]}
 end
-return {"ok", tostring(replays)}
+local now = now_ms()
+local replays = (tonumber(f[6]) or 0) + 1
+local stale = {}
+for n = 1, tonumber(f[5]) or 0 do
+  stale[#stale + 1] = "a" .. n
+end
+if #stale > 0 then
+  redis.call("HDEL", KEYS[1], unpack(stale))
+end
+redis.call("HDEL", KEYS[1], "finished", "result", "error", "traceback", "reason", "cancel", "progress",
+  "progress_message", "progress_at", "interruptions")
+redis.call("HSET", KEYS[1], "state", "queued", "attempts", 0, "due", now, "replays", replays, "replayed", now,
+  "replay_request", ARGV[2])
+redis.call("PERSIST", KEYS[1])
+redis.call("ZADD", ARGV[6] .. f[2], now, ARGV[1])
+for _, index in ipairs({KEYS[3], ARGV[7] .. f[2], ARGV[8] .. f[3], ARGV[9] .. (f[4] or "")}) do
+  redis.call("ZREM", index, ARGV[1])
+end
+if ARGV[5] ~= "" then
+  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "at", now, "who", ARGV[3], "key_id", ARGV[4],
+    "action", "replay", "target", ARGV[1], "count", 1, "detail", "{}")
+end
+return {"ok", replays}

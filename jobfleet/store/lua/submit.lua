@@ -1,36 +1,37 @@
--- Accept a job atomically: Idempotency-Key check-and-set, status record, first event, and the Dramatiq message.
--- Backpressure is checked here too, after the key (a retry of an accepted request gets its job even when the queue
--- is full) and before anything is written, so concurrent requests cannot overshoot the depth limit.
--- KEYS: 1 job hash, 2 job events, 3 queue list (or .DQ), 4 queue messages hash, 5 idempotency key ("" = none),
---       6 messages hash of the queue's other half (.DQ when 4 is the ready queue, and the reverse)
--- ARGV: 1 job ttl s, 2 now s, 3 redis message id, 4 encoded message, 5 request fingerprint, 6 idempotency ttl s,
---       7 events max length, 8 job id, 9 event data json, 10 max queue depth (0 = none),
---       11.. job hash field/value pairs
-local existing = nil
-if KEYS[5] ~= "" then
-  existing = redis.call("GET", KEYS[5])
-  if existing then
-    return {"existing", existing}
+-- Accept a job: Idempotency-Key check-and-set, queue-depth backpressure, the job record (holding the encoded
+-- message once) and its place on the queue, atomically. Idempotent: a re-run (a reply lost in a failover, a client
+-- retry) finds the job it created and changes nothing, so one request never makes two jobs or two deliveries.
+-- KEYS: 1 job hash, 2 queue zset, [3 idempotency record hash: only for requests with an Idempotency-Key]
+-- ARGV: 1 job id, 2 delay ms, 3 request fingerprint, 4 idempotency ttl s, 5 max queue depth (0 = none),
+--       6.. job hash field/value pairs (without the times: they are Redis's)
+-- Returns {"created", job id, accepted ms} | {"existing", job id, fingerprint} | {"full", depth}
+local idem = KEYS[3]
+if idem then
+  local found = redis.call("HMGET", idem, "job", "fp")
+  if found[1] then
+    return {"existing", found[1], found[2] or ""}
   end
 end
-local max_depth = tonumber(ARGV[10])
+if redis.call("EXISTS", KEYS[1]) == 1 then
+  return {"created", ARGV[1], redis.call("HGET", KEYS[1], "enqueued") or ""}
+end
+local max_depth = tonumber(ARGV[5])
 if max_depth > 0 then
-  local depth = redis.call("HLEN", KEYS[4]) + redis.call("HLEN", KEYS[6])
+  local depth = redis.call("ZCARD", KEYS[2])
   if depth >= max_depth then
-    return {"full", tostring(depth)}
+    return {"full", depth}
   end
 end
-if KEYS[5] ~= "" then
-  redis.call("SET", KEYS[5], ARGV[8] .. " " .. ARGV[5], "EX", ARGV[6])
-end
+local now = now_ms()
+local due = now + tonumber(ARGV[2])
 local fields = {}
-for i = 11, #ARGV do
+for i = 6, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
-redis.call("HSET", KEYS[1], unpack(fields))
-redis.call("EXPIRE", KEYS[1], ARGV[1])
-redis.call("XADD", KEYS[2], "MAXLEN", ARGV[7], "*", "event", "accepted", "at", ARGV[2], "data", ARGV[9])
-redis.call("EXPIRE", KEYS[2], ARGV[1])
-redis.call("HSET", KEYS[4], ARGV[3], ARGV[4])
-redis.call("RPUSH", KEYS[3], ARGV[3])
-return {"created", ARGV[8]}
+redis.call("HSET", KEYS[1], "state", "queued", "attempts", 0, "token", 0, "enqueued", now, "due", due, unpack(fields))
+redis.call("ZADD", KEYS[2], due, ARGV[1])
+if idem then
+  redis.call("HSET", idem, "job", ARGV[1], "fp", ARGV[3])
+  redis.call("EXPIRE", idem, ARGV[4])
+end
+return {"created", ARGV[1], tostring(now)}
