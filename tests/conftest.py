@@ -331,6 +331,22 @@ def stop_process_group(proc: subprocess.Popen[Any], timeout: float = 20) -> None
         pass
 
 
+def waiting(client: redis.Redis, queue: str, keys: Any = None) -> int:
+    """Jobs waiting on ``queue`` (due or not) across its partitions."""
+    from jobfleet.store.keys import Keys
+
+    keys = keys or Keys("jobfleet")
+    return sum(int(client.zcard(keys.queue(p, queue))) for p in range(keys.partitions))
+
+
+def running(client: redis.Redis, queue: str, keys: Any = None) -> int:
+    """Attempts of ``queue`` Redis has as running, across its partitions."""
+    from jobfleet.store.keys import Keys
+
+    keys = keys or Keys("jobfleet")
+    return sum(int(client.zcard(keys.running(p, queue))) for p in range(keys.partitions))
+
+
 def socket_closed_port() -> int:
     """A port where nothing listens (for Redis-outage tests)."""
     with socket.socket() as sock:

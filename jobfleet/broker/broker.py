@@ -81,6 +81,12 @@ class JobfleetBroker(dramatiq.Broker):
             )
         return self._attempts
 
+    def declare_actor(self, actor: dramatiq.Actor[Any, Any]) -> None:
+        """Declare an actor; this worker's claims take its jobs from now on."""
+        super().declare_actor(actor)
+        if self._attempts is not None:
+            self._attempts.set_actors(self.actors)
+
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> JobfleetConsumer:
         """A consumer of ``queue_name`` (``prefetch`` is ignored: a process claims one job per worker thread)."""
         return JobfleetConsumer(self, queue_name, timeout)

@@ -161,7 +161,8 @@ class FleetLoop(threading.Thread):
     def exit(self, still_running: list[Claimed]) -> None:
         """Stop the loop as the worker exits (see WorkerHooks.after_worker_shutdown)."""
         self._stopping.set()
-        self.join(timeout=5)
+        if self.is_alive():
+            self.join(timeout=5)
         by_queue: dict[tuple[int, str], list[Claimed]] = defaultdict(list)
         for claimed in still_running:
             by_queue[claimed.partition, claimed.queue].append(claimed)

@@ -42,8 +42,13 @@ class Attempts:
         self.store = store
         self.keys = store.keys
         self.worker_id = worker_id
-        self.actors = " ".join(sorted(actors))
+        self.actors = ""
+        self.set_actors(actors)
         self.hold_ms = hold_ms
+
+    def set_actors(self, actors: Iterable[str]) -> None:
+        """The actor names this worker runs (jobs for others are held back for another worker)."""
+        self.actors = " ".join(sorted(actors))
 
     def _take_args(self, partition: int) -> list[Any]:
         return [self.worker_id, self.keys.job_prefix(partition), self.actors, self.hold_ms]
@@ -92,6 +97,8 @@ class Attempts:
             *self._take_args(p),
             retention.dead * 1000,
             queue,
+            claimed.try_number,
+            claimed.replay,
         ]
 
         def call() -> Any:

@@ -30,6 +30,9 @@ class Claimed:
     job_id: str
     token: int
     attempt: int
+    #: Which delivery of the job this is, replays included: names its history line.
+    try_number: int
+    replay: int
     message: bytes
     enqueued_ms: int | None
     due_ms: int | None
@@ -44,19 +47,21 @@ class Claimed:
 
 
 def parse_claimed(flat: list[bytes], partition: int, queue: str) -> list[Claimed]:
-    """The jobs of a fetch.lua / finish.lua reply (7 entries each)."""
+    """The jobs of a fetch.lua / finish.lua reply (9 entries each: claim in lib.lua)."""
     out = []
-    for i in range(0, len(flat), 7):
-        enqueued, due = flat[i + 4], flat[i + 5]
+    for i in range(0, len(flat), 9):
+        enqueued, due = flat[i + 6], flat[i + 7]
         out.append(
             Claimed(
                 job_id=flat[i].decode(),
                 token=int(flat[i + 1]),
                 attempt=int(flat[i + 2]),
-                message=bytes(flat[i + 3] or b""),
+                try_number=int(flat[i + 3]),
+                replay=int(flat[i + 4]),
+                message=bytes(flat[i + 5] or b""),
                 enqueued_ms=int(enqueued) if enqueued else None,
                 due_ms=int(due) if due else None,
-                started_ms=int(flat[i + 6]),
+                started_ms=int(flat[i + 8]),
                 partition=partition,
                 queue=queue,
             )

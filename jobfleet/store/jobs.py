@@ -127,12 +127,10 @@ class JobStore:
     def cancel(self, job_id: str, *, caller: str, key_id: str = "") -> str:
         """Cancel a job; return the state it was in. Raise JobNotFound, or InvalidTransition when it finished."""
         partition = self.keys.partition_of(job_id)
+        request = uuid.uuid4().hex
+        args = [job_id, caller, key_id, self.retention.ended, AUDIT_MAX, self.keys.queue_prefix(partition), request]
         reply = retry_idempotent(
-            lambda: self.scripts.call(
-                "cancel",
-                [self.keys.job(job_id), self.keys.audit(partition)],
-                [job_id, caller, key_id, self.retention.ended, AUDIT_MAX, self.keys.queue_prefix(partition)],
-            )
+            lambda: self.scripts.call("cancel", [self.keys.job(job_id), self.keys.audit(partition)], args)
         )
         verdict, state = (str(part.decode()) for part in reply)
         if verdict == "missing":

@@ -57,10 +57,16 @@ def _json(raw: str | None) -> Any:
     return json.loads(raw) if raw else None
 
 
-def parse_attempt_line(attempt: int, line: str) -> dict[str, Any]:
-    """One history entry from its stored line ``start|end|outcome|next due|error type|error message``."""
-    start, end, outcome, next_due, error_type, error_message = (line.split("|", 5) + [""] * 6)[:6]
-    entry: dict[str, Any] = {"attempt": attempt, "started_at": _seconds(start), "finished_at": _seconds(end)}
+def parse_attempt_line(try_number: int, line: str) -> dict[str, Any]:
+    """One history entry from its stored line ``start|end|outcome|next due|attempt|replay|error type|message``."""
+    start, end, outcome, next_due, attempt, replay, error_type, error_message = (line.split("|", 7) + [""] * 8)[:8]
+    entry: dict[str, Any] = {
+        "attempt": int(attempt or try_number),
+        "replay": int(replay or 0),
+        "try": try_number,
+        "started_at": _seconds(start),
+        "finished_at": _seconds(end),
+    }
     if outcome and outcome != "running":
         entry["outcome"] = outcome
     if error_type:
@@ -71,12 +77,12 @@ def parse_attempt_line(attempt: int, line: str) -> dict[str, Any]:
 
 
 def history(fields: dict[str, str]) -> list[dict[str, Any]]:
-    """The attempts of a job, oldest first."""
+    """Every delivery of a job, oldest first (replays included)."""
     entries = []
     for name, line in fields.items():
         if name.startswith("a") and name[1:].isdigit():
             entries.append(parse_attempt_line(int(name[1:]), line))
-    return sorted(entries, key=lambda e: e["attempt"])
+    return sorted(entries, key=lambda e: e["try"])
 
 
 def decode_record(job_id: str, raw: dict[bytes, bytes]) -> dict[str, Any]:
@@ -139,15 +145,15 @@ def events(record: dict[str, Any]) -> list[dict[str, Any]]:
 
     add(record["enqueued_at"], "accepted", {"type": record["type"], "caller": record["caller"]}, "accepted")
     for entry in record["history"]:
-        n = entry["attempt"]
-        add(entry["started_at"], "started", {"attempt": n}, f"a{n}.start")
+        n, key = entry["attempt"], f"a{entry['try']}"
+        add(entry["started_at"], "started", {"attempt": n}, f"{key}.start")
         if entry.get("outcome"):
             data: dict[str, Any] = {"attempt": n}
             if entry.get("error"):
                 data["error"] = entry["error"]["type"]
             if entry.get("next_retry_at"):
                 data["next_retry_at"] = entry["next_retry_at"]
-            add(entry["finished_at"], entry["outcome"], data, f"a{n}.end")
+            add(entry["finished_at"], entry["outcome"], data, f"{key}.end")
     if fields.get("cancel"):
         at, _, who = fields["cancel"].partition(" ")
         name = "cancelled" if record["state"] == "cancelled" and not record["history"] else "cancel_requested"
@@ -187,6 +193,8 @@ def dead_letter(record: dict[str, Any]) -> dict[str, Any]:
         "dead_lettered_at": record["finished_at"],
         "history": history_entries,
         "message": record["message"],
+        # What is left of a message that cannot be decoded (a poison message), to inspect before purging it.
+        "raw": None if record["message"] else record["_fields"].get("msg", "")[:65536],
     }
 
 

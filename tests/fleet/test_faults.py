@@ -18,10 +18,12 @@ from jobfleet.core.payloads import ReportPayload
 from jobfleet.core.settings import Settings
 from jobfleet.ops.embedded_redis import free_port
 from jobfleet.store.factory import open_store
+from jobfleet.store.keys import Keys
 from tests.conftest import Receiver, RedisServer, wait_for_state
 from tests.fleet.workers import WorkerProcess
 
 pytestmark = pytest.mark.slow
+KEYS = Keys("jobfleet")
 FINAL = {"succeeded", "dead", "cancelled", "failed"}
 
 
@@ -115,7 +117,7 @@ def test_restarting_redis_loses_no_accepted_job(
     client = redis.Redis.from_url(aof_redis.url)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        done = sum(client.hget(f"jobfleet:job:{j}", "state") == b"succeeded" for j in jobs)
+        done = sum(client.hget(KEYS.job(j), "state") == b"succeeded" for j in jobs)
         if done >= 20:
             break
         time.sleep(0.05)
@@ -130,7 +132,7 @@ def test_restarting_redis_loses_no_accepted_job(
     while time.monotonic() < deadline:
         states = {}
         for job_id in jobs:
-            state = (client.hget(f"jobfleet:job:{job_id}", "state") or b"lost").decode()
+            state = (client.hget(KEYS.job(job_id), "state") or b"lost").decode()
             states[state] = states.get(state, 0) + 1
         if states.get("succeeded") == len(jobs):
             break

@@ -20,10 +20,12 @@ import redis
 from jobfleet.app import create_app
 from jobfleet.core.settings import Settings
 from jobfleet.ops.embedded_redis import free_port
+from jobfleet.store.keys import Keys
 from tests.conftest import Receiver, RedisServer
 from tests.fleet.workers import WorkerProcess
 
 pytestmark = [pytest.mark.soak, pytest.mark.slow]
+KEYS = Keys("jobfleet")
 
 FULL = os.environ.get("JOBFLEET_SOAK_FULL") == "1"
 N = 5000 if FULL else 400
@@ -102,7 +104,7 @@ def test_soak_with_faults_loses_nothing(
     def states() -> Counter[str]:
         with client.pipeline(transaction=False) as pipe:
             for job_id in plan:
-                pipe.hget(f"jobfleet:job:{job_id}", "state")
+                pipe.hget(KEYS.job(job_id), "state")
             return Counter((s or b"lost").decode() for s in pipe.execute())
 
     def final_count() -> int:
@@ -142,14 +144,11 @@ def test_soak_with_faults_loses_nothing(
     ]
     print("\n" + "\n".join(f"  {name:28} {value:>8}" for name, value in rows))
     stuck = {
-        job_id: {
-            "job": {k.decode(): v.decode()[:300] for k, v in client.hgetall(f"jobfleet:job:{job_id}").items()},
-            "events": [e[1][b"event"].decode() for e in client.xrange(f"jobfleet:job:{job_id}:events")],
-        }
+        job_id: {k.decode(): v.decode()[:300] for k, v in client.hgetall(KEYS.job(job_id)).items() if k != b"msg"}
         for job_id in plan
-        if (client.hget(f"jobfleet:job:{job_id}", "state") or b"lost") not in {b"succeeded", b"dead", b"cancelled"}
+        if (client.hget(KEYS.job(job_id), "state") or b"lost") not in {b"succeeded", b"dead", b"cancelled"}
     }
-    cancelled_attempts = {j: int(client.hget(f"jobfleet:job:{j}", "attempts") or 0) for j in cancelled}
+    cancelled_attempts = {j: int(client.hget(KEYS.job(j), "tries") or 0) for j in cancelled}
     client.close()
     api.application.extensions["jobfleet"].client.close()
     assert second.alive(), second.tail()

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import dramatiq
+import pytest
 import redis
 from flask.testing import FlaskClient
 
@@ -15,8 +16,9 @@ from jobfleet.app.enqueue import submit
 from jobfleet.core.errors import StoreUnavailable
 from jobfleet.core.job_types import JobType
 from jobfleet.core.payloads import ReportPayload
+from jobfleet.store.attempts import Attempts
 from jobfleet.store.keys import Keys
-from tests.conftest import Receiver, RunningWorker, wait_for_state
+from tests.conftest import Receiver, RunningWorker, running, wait_for_state, waiting
 
 KEYS = Keys("jobfleet")
 FINAL = {"succeeded", "dead", "cancelled", "failed"}
@@ -66,10 +68,10 @@ def test_no_message_gets_both_a_retry_and_a_dead_letter(
     assert wait_for_state(client, job_id, FINAL)["state"] == "dead"
     time.sleep(0.3)
     assert len(receiver.requests) == 1
-    assert redis_client.llen(KEYS.queue("webhooks")) == 0
-    assert redis_client.hlen(KEYS.queue_messages("webhooks.DQ")) == 0
-    # jobfleet never nacks: Dramatiq's own dead-letter set stays empty
-    assert redis_client.zcard(KEYS.stock_dead_letters("webhooks")) == 0
+    # Nothing waits to run it again and nothing has it running: the dead letter is the job's only future
+    assert waiting(redis_client, "webhooks") == 0
+    assert running(redis_client, "webhooks") == 0
+    assert redis_client.zrange(KEYS.dlq(0), 0, -1) == [job_id.encode()]
 
 
 def test_replay_from_the_dlq_succeeds_once_the_cause_is_fixed(
@@ -145,39 +147,73 @@ def test_dlq_listing_paginates_and_purge_marks_the_job_failed(
     assert client.get("/v1/audit?limit=1").get_json()["items"][0]["action"] == "purge"
 
 
+def forge_job(redis_client: redis.Redis, job_id: str, message: bytes, *, actor: str, queue: str = "reports") -> None:
+    """Put a job straight into Redis, as someone with access to it could (or an older or newer jobfleet)."""
+    redis_client.hset(
+        KEYS.job(job_id),
+        mapping={"msg": message, "state": "queued", "type": "report", "queue": queue, "actor": actor, "attempts": 0},
+    )
+    redis_client.zadd(KEYS.queue(KEYS.partition_of(job_id), queue), {job_id: 0})
+
+
 def test_poison_messages_go_to_the_dlq_and_the_worker_keeps_processing(
     client: FlaskClient, worker: RunningWorker, redis_client: redis.Redis
 ) -> None:
-    # Given garbage, a message for an unknown actor and good jobs in one queue
+    # Given an undecodable message among good jobs in one queue
     good_before = client.post("/v1/jobs/report", json={"rows": 10}).get_json()["job_id"]
-    redis_client.hset(KEYS.queue_messages("reports"), "garbage-1", b"\xff not json")
-    redis_client.rpush(KEYS.queue("reports"), "garbage-1")
-    unknown = {
-        "queue_name": "reports",
-        "actor_name": "no_such_actor",
-        "args": [],
-        "kwargs": {},
-        "options": {"redis_message_id": "unknown-1"},
-        "message_id": uuid.uuid4().hex,
-        "message_timestamp": 0,
-    }
-    redis_client.hset(KEYS.queue_messages("reports"), "unknown-1", json.dumps(unknown))
-    redis_client.rpush(KEYS.queue("reports"), "unknown-1")
+    garbage = uuid.uuid4().hex
+    forge_job(redis_client, garbage, b"\xff not json", actor="build_report")
     good_after = [client.post("/v1/jobs/report", json={"rows": 10}).get_json()["job_id"] for _ in range(5)]
-    # Then every good job succeeds and both poison messages are dead letters
+    # Then every good job succeeds and the poison message is a dead letter that says what it was
     for job_id in [good_before, *good_after]:
         assert wait_for_state(client, job_id, FINAL)["state"] == "succeeded"
-    listing = client.get("/v1/dlq?reason=poison").get_json()
-    reasons = sorted(i["message"] for i in listing["items"])
-    assert len(reasons) == 2
-    assert any("undecodable" in r for r in reasons)
-    assert any("no_such_actor" in r for r in reasons)
-    [garbage] = [i for i in listing["items"] if "undecodable" in i["message"]]
-    assert garbage["job_id"] == "poison-garbage-1"  # no job id to be had: named after the Redis message id
-    assert client.get(f"/v1/dlq/{garbage['job_id']}").get_json()["raw"].endswith("not json")
-    assert client.post(f"/v1/dlq/{unknown['message_id']}/replay").status_code == 409
-    # Nothing stays in flight
-    assert all(redis_client.scard(k) == 0 for k in redis_client.keys("jobfleet:__acks__.*"))
+    assert wait_for_state(client, garbage, FINAL)["state"] == "dead"
+    [item] = client.get("/v1/dlq?reason=poison").get_json()["items"]
+    assert item["job_id"] == garbage
+    assert "undecodable" in item["message"]
+    assert item["replayable"] is False
+    assert client.get(f"/v1/dlq/{garbage}").get_json()["raw"].endswith("not json")
+    assert client.post(f"/v1/dlq/{garbage}/replay").status_code == 409
+    # And nothing stays running
+    assert running(redis_client, "reports") == 0
+
+
+def test_a_job_for_an_actor_this_worker_lacks_is_held_back_never_dead_lettered(
+    client: FlaskClient, worker: RunningWorker, redis_client: redis.Redis
+) -> None:
+    # Given a job for an actor only a newer worker has (a rolling deploy), queued before good jobs
+    newer = uuid.uuid4().hex
+    message = {
+        "queue_name": "reports",
+        "actor_name": "build_report_v2",
+        "args": [],
+        "kwargs": {},
+        "options": {},
+        "message_id": newer,
+        "message_timestamp": 0,
+    }
+    forge_job(redis_client, newer, json.dumps(message).encode(), actor="build_report_v2")
+    good = [client.post("/v1/jobs/report", json={"rows": 10}).get_json()["job_id"] for _ in range(3)]
+    for job_id in good:
+        assert wait_for_state(client, job_id, FINAL)["state"] == "succeeded"
+    # Then this worker held it back for another worker: still queued, on its queue, counted, never in the DLQ
+    body = client.get(f"/v1/jobs/{newer}").get_json()
+    assert body["state"] == "queued"
+    assert waiting(redis_client, "reports") == 1
+    assert redis_client.hget(KEYS.held_back(0), "reports|build_report_v2") == b"1"
+    assert client.get("/v1/dlq").get_json()["total"] == 0
+    events = [e["event"] for e in client.get(f"/v1/jobs/{newer}/events").get_json()["events"]]
+    assert events == ["accepted", "held"] or events == ["held"]  # a forged record has no accepted time
+    # And a worker that has the actor runs it once it is due again (here: declared on this broker)
+    ran: list[int] = []
+
+    def build_report_v2() -> None:
+        ran.append(1)
+
+    dramatiq.actor(build_report_v2, broker=worker.broker, queue_name="reports")
+    redis_client.zadd(KEYS.queue(KEYS.partition_of(newer), "reports"), {newer: 0})
+    assert wait_for_state(client, newer, FINAL)["state"] == "succeeded"
+    assert ran == [1]
 
 
 def test_cancelling_a_queued_job_means_it_never_starts(
@@ -240,30 +276,29 @@ def test_schedule_bounds_are_enforced(client: FlaskClient) -> None:
     assert past.get_json()["state"] == "queued"
 
 
-def test_a_retry_whose_re_enqueue_fails_is_not_lost(
-    client: FlaskClient, worker: RunningWorker, receiver: Receiver
+def test_a_retry_redis_could_not_record_is_recorded_later_not_lost(
+    client: FlaskClient, worker: RunningWorker, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given Redis fails every try to record the retry (outcome + ack + retry message are one script call),
-    # where stock Dramatiq would ack the delivery and lose the message when its re-enqueue fails
+    # Given Redis refuses the calls that record a retry (outcome and retry are one script call), where stock
+    # Dramatiq would ack the delivery and lose the message when its re-enqueue fails (dramatiq#545)
     receiver.statuses = [503]
-    store = worker.broker.jobfleet_store
-    real_finish = store.finish
-    failures = {"left": 6}  # every try of one call: JobLifecycle retries it 6 times before giving up
+    real_finish = Attempts.finish
+    failures = {"left": 5}
 
-    def flaky_finish(**kwargs: Any) -> Any:
-        if kwargs["outcome"] == "retrying" and failures["left"] > 0:
+    def flaky_finish(self: Attempts, claimed: Any, ending: Any, **kwargs: Any) -> Any:
+        if ending.outcome == "retrying" and failures["left"] > 0:
             failures["left"] -= 1
-            raise StoreUnavailable("injected: Redis blip while recording the retry")
-        return real_finish(**kwargs)
+            raise StoreUnavailable("injected: Redis blip while recording the retry", "connection")
+        return real_finish(self, claimed, ending, **kwargs)
 
-    store.finish = flaky_finish
+    monkeypatch.setattr(Attempts, "finish", flaky_finish)
     job_id = enqueue_webhook(client, receiver)
-    # Then the delivery is put back on its queue instead of acked, runs again, and succeeds
+    # Then the worker keeps the outcome, records it once Redis takes it, and the retry runs and succeeds
     body = wait_for_state(client, job_id, FINAL, timeout=30)
     assert failures["left"] == 0
     assert body["state"] == "succeeded"
     assert len(receiver.requests) == 2
-    assert [h["outcome"] for h in body["history"]] == ["interrupted", "succeeded"]
+    assert [h["outcome"] for h in body["history"]] == ["retrying", "succeeded"]
 
 
 def test_a_time_limit_hit_is_transient_and_retried_up_to_the_cap(
@@ -275,7 +310,7 @@ def test_a_time_limit_hit_is_transient_and_retried_up_to_the_cap(
 
     dramatiq.actor(overrun, broker=worker.broker, queue_name="reports", time_limit=200, job_type="overrun")
     spec = JobType("overrun", "overrun", "reports", ReportPayload, time_limit_seconds=1)
-    submitted = submit(worker.broker.jobfleet_store, spec, {}, caller="test", idempotency_key=None, idempotency_ttl=60)
+    submitted = submit(worker.broker.store, spec, {}, caller="test", idempotency_key=None, idempotency_ttl=60)
     body = wait_for_state(client, submitted.job_id, FINAL, timeout=30)
     assert body["state"] == "dead"
     assert body["attempts"] == 3

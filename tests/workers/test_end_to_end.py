@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,18 +131,16 @@ def test_email_to_an_unreachable_smtp_server_is_retried_then_dead(
     assert "ConnectionRefusedError" in body["error"]["message"]
 
 
-def test_a_message_sent_without_the_api_gets_a_status_record_too(client: FlaskClient, worker: RunningWorker) -> None:
-    # Given a report sent straight through Dramatiq (no status record, no Idempotency-Key)
-    message = worker.broker.get_actor("build_report").send(rows=10)
-    # Then the worker creates its record from the message (its id is Dramatiq's, not a 32-hex API id)
-    deadline = time.monotonic() + 10
-    record: dict[bytes, bytes] = {}
-    store = worker.broker.jobfleet_store
-    while time.monotonic() < deadline:
-        record = store.client.hgetall(store.keys.job(message.message_id))
-        if record.get(b"state") == b"succeeded":
-            break
-        time.sleep(0.05)
-    assert record[b"state"] == b"succeeded"
-    assert record[b"type"] == b"report"
-    assert json.loads(record[b"payload"]) == {"rows": 10}
+def test_a_message_sent_with_send_is_a_job_from_the_moment_it_exists(client: FlaskClient, start_worker: Any) -> None:
+    # Given a report sent straight through Dramatiq's API, with no worker running yet
+    running = start_worker(threads=1)
+    running.worker.stop(timeout=5_000)
+    message = running.broker.get_actor("build_report").send(rows=10)
+    # Then its job is visible through the HTTP API at once, queued, under Dramatiq's own id (a UUID with dashes)
+    assert "-" in message.message_id
+    body = client.get(f"/v1/jobs/{message.message_id}").get_json()
+    assert body["state"] == "queued"
+    assert body["type"] == "report"
+    # And a worker runs it to success
+    start_worker()
+    assert wait_for_state(client, message.message_id, {"succeeded", "dead"})["state"] == "succeeded"

@@ -9,9 +9,12 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- One attempt's history line, field a<n> of the job hash: start|end|outcome|next due|error type|error message.
-local function attempt_line(start, finish, outcome, next_due, err_type, err_message)
-  return table.concat({start, finish, outcome, next_due or "", err_type or "", err_message or ""}, "|")
+-- One delivery's history line, field a<n> of the job hash (n counts every delivery of the job, replays included):
+-- start|end|outcome|next due|attempt|replay|error type|error message. "attempts" counts the current life's attempts
+-- (the retry budget: a replay starts it again); "tries" counts deliveries and names the lines.
+local function attempt_line(start, finish, outcome, next_due, attempt, replay, err_type, err_message)
+  return table.concat({start, finish, outcome, next_due or "", attempt or "", replay or "", err_type or "",
+    err_message or ""}, "|")
 end
 
 -- The set of actor names a worker can run, from a space-separated ARGV value.
@@ -26,13 +29,15 @@ end
 -- Claim one job taken off its queue for this worker: state check, actor check, fencing token, attempt history and
 -- the running entry. c: job_prefix, queue (zset key), running (zset key), held_counts (hash key), queue_name, id,
 -- worker, now, actors (set), hold_ms, held (list).
--- Returns {id, token, attempt, message, enqueued, due, now} for a job to run, or nil when the job is not handed out:
+-- Returns {id, token, attempt, try, replay, message, enqueued, due, now} for a job to run, or nil when the job is not
+-- handed out:
 -- gone or no longer waiting (cancelled, finished: dropped), or for an actor this worker lacks (held back on its
 -- queue for hold_ms, so a worker that has the actor takes it: a rolling deploy loses nothing; its actor's name is
 -- added to c.held so the worker can count and report it).
 local function claim(c)
   local job = c.job_prefix .. c.id
-  local f = redis.call("HMGET", job, "state", "msg", "actor", "token", "attempts", "enqueued", "due")
+  local f = redis.call("HMGET", job, "state", "msg", "actor", "token", "attempts", "enqueued", "due", "tries",
+    "replays")
   if f[1] ~= "queued" and f[1] ~= "retrying" then
     return nil
   end
@@ -45,10 +50,12 @@ local function claim(c)
   end
   local token = (tonumber(f[4]) or 0) + 1
   local attempt = (tonumber(f[5]) or 0) + 1
-  redis.call("HSET", job, "state", "running", "token", token, "attempts", attempt, "worker", c.worker,
-    "started", c.now, "a" .. attempt, attempt_line(c.now, "", "running"))
+  local try = (tonumber(f[8]) or 0) + 1
+  local replay = f[9] or "0"
+  redis.call("HSET", job, "state", "running", "token", token, "attempts", attempt, "tries", try, "worker", c.worker,
+    "started", c.now, "a" .. try, attempt_line(c.now, "", "running", "", attempt, replay))
   redis.call("ZADD", c.running, c.now, c.id .. ":" .. token)
-  return {c.id, token, attempt, f[2], f[6] or "", f[7] or "", c.now}
+  return {c.id, token, attempt, try, replay, f[2], f[6] or "", f[7] or "", c.now}
 end
 
 -- Take up to n jobs that are due off a queue (score = when a job may start, ms) and claim them into out.
@@ -89,11 +96,12 @@ end
 -- interruption) and the job keeps its place (its due time). For the worker's shutdown, a consumer restart, an
 -- orphan found by reconcile and a job whose worker drained past its deadline.
 local function give_back(job, queue, id, now)
-  local f = redis.call("HMGET", job, "attempts", "due", "released")
+  local f = redis.call("HMGET", job, "attempts", "due", "released", "tries")
   local attempt = tonumber(f[1]) or 1
-  redis.call("HSET", job, "state", "queued", "attempts", attempt - 1, "worker", "",
+  local try = tonumber(f[4]) or 1
+  redis.call("HSET", job, "state", "queued", "attempts", attempt - 1, "tries", try - 1, "worker", "",
     "released", (tonumber(f[3]) or 0) + 1, "released_at", now)
-  redis.call("HDEL", job, "a" .. attempt, "drain")
+  redis.call("HDEL", job, "a" .. try, "drain")
   redis.call("ZADD", queue, tonumber(f[2]) or now, id)
 end
 

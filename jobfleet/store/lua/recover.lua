@@ -16,7 +16,7 @@ for _, member in ipairs(members) do
   local id, token = split_member(member)
   local job = ARGV[3] .. id
   local f = redis.call("HMGET", job, "worker", "token", "state", "attempts", "started", "drain", "interruptions",
-    "type", "caller")
+    "type", "caller", "tries", "replays")
   if f[2] ~= token or f[3] ~= "running" then
     redis.call("ZREM", KEYS[1], member)  -- an entry its finish could not remove (or a record that expired)
   else
@@ -28,8 +28,8 @@ for _, member in ipairs(members) do
         recovered = recovered + 1
       else
         local interruptions = (tonumber(f[7]) or 0) + 1
-        local attempt = "a" .. (f[4] or "1")
-        local line = attempt_line(f[5] or now, now, "interrupted", "", "WorkerLost",
+        local attempt = "a" .. (f[10] or "1")
+        local line = attempt_line(f[5] or now, now, "interrupted", "", f[4], f[11] or "0", "WorkerLost",
           "the worker running this attempt stopped before it finished")
         if interruptions >= tonumber(ARGV[2]) then
           redis.call("HSET", job, "state", "dead", "finished", now, "worker", "", "interruptions", interruptions,

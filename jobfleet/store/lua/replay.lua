@@ -1,32 +1,26 @@
 -- Replay a dead letter: the job goes back on its queue with fresh attempts and the very message that was accepted
--- (never decoded or rebuilt), leaves the dead-letter indexes, and lives on without a TTL until it ends again.
+-- (never decoded or rebuilt), leaves the dead-letter indexes, and lives on without a TTL until it ends again. Its
+-- history is kept: the new attempts' lines follow the old ones.
 -- Idempotent: a re-run with the same request id answers as the first run did.
 -- KEYS: 1 job hash, 2 audit stream, 3 dlq index
 -- ARGV: 1 job id, 2 replay request id, 3 who, 4 key id, 5 audit max length ("" = the caller audits in bulk),
 --       6 queue key prefix, 7 dlq-by-queue prefix, 8 dlq-by-type prefix, 9 dlq-by-caller prefix
--- Returns {"ok", replay number} | {"missing", ""} | {"refused", state} (not dead, or no message to replay)
-local f = redis.call("HMGET", KEYS[1], "state", "queue", "type", "caller", "attempts", "replays", "replay_request",
-  "msg")
+-- Returns {"ok", replay number} | {"missing", ""} | {"refused", state} (not dead, or no message it could run)
+local f = redis.call("HMGET", KEYS[1], "state", "queue", "type", "caller", "replays", "replay_request", "msg",
+  "reason")
 if not f[1] then
   return {"missing", ""}
 end
-if f[7] == ARGV[2] then
-  return {"ok", f[6] or "1"}
+if f[6] == ARGV[2] then
+  return {"ok", f[5] or "1"}
 end
-if f[1] ~= "dead" or not f[8] or f[8] == "" then
+if f[1] ~= "dead" or not f[7] or f[7] == "" or f[8] == "poison" then
   return {"refused", f[1]}
 end
 local now = now_ms()
-local replays = (tonumber(f[6]) or 0) + 1
-local stale = {}
-for n = 1, tonumber(f[5]) or 0 do
-  stale[#stale + 1] = "a" .. n
-end
-if #stale > 0 then
-  redis.call("HDEL", KEYS[1], unpack(stale))
-end
+local replays = (tonumber(f[5]) or 0) + 1
 redis.call("HDEL", KEYS[1], "finished", "result", "error", "traceback", "reason", "cancel", "progress",
-  "progress_message", "progress_at", "interruptions")
+  "progress_message", "progress_at", "progress_log", "interruptions")
 redis.call("HSET", KEYS[1], "state", "queued", "attempts", 0, "due", now, "replays", replays, "replayed", now,
   "replay_request", ARGV[2])
 redis.call("PERSIST", KEYS[1])
