@@ -180,11 +180,13 @@ def test_redis_down_at_consumer_close_keeps_the_claims_for_the_next_consumer(
         consumer.close()  # must not raise
         # Then the claim not handed out is still held by this process, for the next consumer to hand out
         [kept] = broker.deliveries.pending["webhooks"]
-        assert kept.job_id in jobs and kept.job_id != state_of(first).claimed.job_id  # type: ignore[union-attr]
+        assert kept.job_id in jobs
+        assert kept.job_id != state_of(first).claimed.job_id  # type: ignore[union-attr]
         monkeypatch.undo()
         second = broker.consume("webhooks", timeout=100)
         handed = next(second)
-        assert handed is not None and handed.message_id == kept.job_id
+        assert handed is not None
+        assert handed.message_id == kept.job_id
 
 
 def test_a_worker_handles_concurrent_consumers_sharing_its_slots(

@@ -203,7 +203,7 @@ def test_a_job_for_an_actor_this_worker_lacks_is_held_back_never_dead_lettered(
     assert redis_client.hget(KEYS.held_back(0), "reports|build_report_v2") == b"1"
     assert client.get("/v1/dlq").get_json()["total"] == 0
     events = [e["event"] for e in client.get(f"/v1/jobs/{newer}/events").get_json()["events"]]
-    assert events == ["accepted", "held"] or events == ["held"]  # a forged record has no accepted time
+    assert events == ["held"]  # a forged record has no accepted time
     # And a worker that has the actor runs it once it is due again (here: declared on this broker)
     ran: list[int] = []
 
