@@ -1,20 +1,33 @@
 """Fault-injection tools for fault tests, all against real processes: a proxy that loses, delays or withholds Redis's
-replies (proxy.py). Fixtures: tests/faults/conftest.py; each tool is shown working in tests/faults/test_*.py."""
+replies (proxy.py), a frozen Redis or worker process and a full Redis. Fixtures: tests/faults/conftest.py; each tool
+is shown working in tests/faults/test_*.py."""
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tests.conftest import RedisServer
 from tests.faults.proxy import ReplyProxy, RespParser
 
 __all__ = [
     "ReplyProxy",
     "RespParser",
     "no_retry_client",
+    "pause_process",
+    "pause_redis",
+    "redis_full",
+    "resume_redis",
 ]
 
 
@@ -22,3 +35,110 @@ def no_retry_client(url: str, socket_timeout: float = 5.0, **kwargs: Any) -> red
     """A client that never retries, so a fault surfaces once as an exception instead of a silent second attempt
     (redis-py retries 3 times by default, jobfleet's client once: a retried write may run twice)."""
     return redis.Redis.from_url(url, socket_timeout=socket_timeout, retry=Retry(NoBackoff(), 0), **kwargs)
+
+
+# -- frozen processes -------------------------------------------------------------------------------------------------
+
+
+def _state(pid: int) -> str | None:
+    """The process state letter from /proc (R, S, T for stopped, Z...); None once the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat[stat.rindex(")") + 2]
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                members.append(int(Path(stat).parent.name))
+    return members
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout}s waiting until {what}")
+        time.sleep(0.005)
+
+
+def _signal(pid: int, sig: signal.Signals, group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the test may have killed it meanwhile
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+@contextlib.contextmanager
+def pause_process(pid: int, *, group: bool = False) -> Iterator[list[int]]:
+    """SIGSTOP ``pid`` (``group=True``: its whole process group, ``pid`` being the group id) until the block ends,
+    then SIGCONT, even when the block fails. Yields the pids it stopped, once each one is really stopped."""
+    if pid in (os.getpid(), os.getpgrp()):
+        raise ValueError("refusing to stop the test process itself")
+    pids = _group_members(pid) if group else [pid]
+    _signal(pid, signal.SIGSTOP, group)
+    try:
+        _wait_until(lambda: all(_state(p) in {"T", "t", "Z", None} for p in pids), f"{pids} are stopped")
+        yield pids
+    finally:
+        _signal(pid, signal.SIGCONT, group)
+        _wait_until(lambda: all(_state(p) not in {"T", "t"} for p in pids), f"{pids} run again")
+
+
+def _redis_pid(server: RedisServer) -> int:
+    if server.proc is None or server.proc.poll() is not None:
+        raise RuntimeError(f"redis-server on port {server.port} is not running")
+    return server.proc.pid
+
+
+@contextlib.contextmanager
+def pause_redis(server: RedisServer) -> Iterator[None]:
+    """Redis freezes (SIGSTOP): connections are still accepted by the kernel and requests queue up unanswered; on
+    exit (or ``resume_redis``) it runs again and answers what queued."""
+    with pause_process(_redis_pid(server)):
+        yield
+
+
+def resume_redis(server: RedisServer) -> None:
+    """SIGCONT the redis-server now, inside a ``pause_redis`` block (leaving the block later is harmless)."""
+    pid = _redis_pid(server)
+    os.kill(pid, signal.SIGCONT)
+    _wait_until(lambda: _state(pid) not in {"T", "t"}, f"redis-server {pid} runs again")
+
+
+# -- full Redis -------------------------------------------------------------------------------------------------------
+
+
+def _config(client: redis.Redis, name: str) -> str:
+    value = next(iter(client.config_get(name).values()))
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@contextlib.contextmanager
+def redis_full(client: redis.Redis) -> Iterator[int]:
+    """Redis is out of memory: ``maxmemory`` just above ``used_memory`` with ``noeviction``, so every write fails with
+    an ``OOM`` error (redis.exceptions.OutOfMemoryError) and reads work. Yields the limit; restores both settings."""
+    old = {name: _config(client, name) for name in ("maxmemory", "maxmemory-policy")}
+    probe = "faults:redis-full-probe"
+    try:
+        client.config_set("maxmemory-policy", "noeviction")
+        for _ in range(5):  # memory moves a little between INFO and the probe write: retry until the write fails
+            limit = int(client.info("memory")["used_memory"]) + 1
+            client.config_set("maxmemory", limit)
+            try:
+                client.set(probe, b"x" * 64)
+            except redis.exceptions.OutOfMemoryError:
+                break
+            client.delete(probe)
+        else:
+            raise RuntimeError("writes still succeed with maxmemory just above used_memory")
+        yield limit
+    finally:
+        for name, value in old.items():
+            client.config_set(name, value)

@@ -1,0 +1,127 @@
+"""The fault tools against real processes: a frozen Redis, a full Redis and a frozen child process (or process group).
+(ReplyProxy: test_proxy.py.)"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import RedisServer
+from tests.faults.toolkit import (
+    no_retry_client,
+    pause_process,
+    pause_redis,
+    redis_full,
+    resume_redis,
+)
+
+Spawn = Callable[..., subprocess.Popen[bytes]]
+
+
+def state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def test_a_paused_redis_times_clients_out_and_answers_again_once_resumed(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    client = no_retry_client(redis_url, socket_timeout=0.3)
+    client.set("k", "before")
+    with pause_redis(redis_server):
+        assert state(redis_server.proc.pid) == "T"  # type: ignore[union-attr]
+        with pytest.raises(redis.TimeoutError):
+            client.get("k")
+        with pytest.raises(redis.TimeoutError):  # a new connection too: the kernel accepts it, Redis never answers
+            no_retry_client(redis_url, socket_timeout=0.3).ping()
+        resume_redis(redis_server)  # resuming inside the block is allowed; leaving it later is harmless
+        assert client.get("k") == b"before"
+    assert client.get("k") == b"before"
+    client.close()
+
+
+def test_a_paused_redis_is_resumed_even_when_the_block_fails(redis_server: RedisServer, redis_url: str) -> None:
+    with pytest.raises(RuntimeError, match="inside"), pause_redis(redis_server):
+        raise RuntimeError("the test failed inside the pause")
+    assert state(redis_server.proc.pid) != "T"  # type: ignore[union-attr]
+    assert redis.Redis.from_url(redis_url, socket_timeout=1).ping()
+
+
+def test_a_full_redis_refuses_writes_with_oom_serves_reads_and_recovers_after(redis_client: redis.Redis) -> None:
+    redis_client.set("kept", "v")
+    before = redis_client.config_get("maxmemory*")
+    with redis_full(redis_client) as limit:
+        with pytest.raises(
+            redis.exceptions.OutOfMemoryError, match="maxmemory"
+        ):  # "OOM command not allowed when used memory > .maxmemory."
+            redis_client.set("new", "v")
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            redis_client.lpush("queue", "message")
+        assert redis_client.get("kept") == b"v"
+        assert int(redis_client.config_get("maxmemory")["maxmemory"]) == limit
+    assert redis_client.set("new", "v")
+    assert redis_client.config_get("maxmemory*") == before
+
+
+def ticking_child(spawn: Spawn, ticks: Path) -> subprocess.Popen[bytes]:
+    """A child that appends a line to ``ticks`` every 20 ms, sleeping in between."""
+    code = f"import time\nwhile True:\n    open({str(ticks)!r}, 'a').write('tick\\n')\n    time.sleep(0.02)"
+    child = spawn([sys.executable, "-c", code])
+    deadline = time.monotonic() + 10
+    while not ticks.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return child
+
+
+def count(ticks: Path) -> int:
+    return len(ticks.read_text().splitlines())
+
+
+def test_a_paused_process_makes_no_progress_until_it_is_resumed(spawn: Spawn, tmp_path: Path) -> None:
+    ticks = tmp_path / "ticks"
+    child = ticking_child(spawn, ticks)
+    with pause_process(child.pid) as stopped:
+        assert stopped == [child.pid]
+        assert state(child.pid) == "T"
+        frozen = count(ticks)
+        time.sleep(0.3)
+        assert count(ticks) == frozen
+    time.sleep(0.3)
+    assert count(ticks) > frozen
+    assert child.poll() is None
+
+
+def test_pausing_a_process_group_stops_every_member(spawn: Spawn) -> None:
+    # Given a shell whose two sleeping children share its process group (like a dramatiq master and its workers)
+    shell = spawn(["sh", "-c", "sleep 60 & sleep 60 & wait"])
+    deadline = time.monotonic() + 10
+    while len(members := group_of(shell.pid)) < 3:
+        assert time.monotonic() < deadline, "the shell did not start its children"
+        time.sleep(0.01)
+    # When the group is paused, then every member is stopped, and runs again after
+    with pause_process(shell.pid, group=True) as stopped:
+        assert sorted(stopped) == sorted(members)
+        assert {state(pid) for pid in members} == {"T"}
+    assert "T" not in {state(pid) for pid in members}
+
+
+def group_of(pgid: int) -> list[int]:
+    members = []
+    for pid in (int(name) for name in os.listdir("/proc") if name.isdigit()):
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(pid) == pgid:
+                members.append(pid)
+    return members
+
+
+def test_pausing_the_test_process_itself_is_refused() -> None:
+    with pytest.raises(ValueError, match="test process"), pause_process(os.getpid()):
+        pass
