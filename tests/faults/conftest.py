@@ -1,16 +1,20 @@
-"""Fixtures for fault tests: a ReplyProxy in front of the session Redis and child processes. Everything a fixture
-starts is stopped after the test, pass or fail."""
+"""Fixtures for fault tests: a ReplyProxy in front of the session Redis, child processes, a KeyFiller and a redis-
+server that allows DEBUG. Everything a fixture starts is stopped after the test, pass or fail."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
-from tests.conftest import RedisServer, stop_process_group
-from tests.faults.toolkit import ReplyProxy
+from jobfleet.ops.embedded_redis import free_port
+from tests.conftest import RedisServer, redis_binary, stop_process_group
+from tests.faults.toolkit import KeyFiller, ReplyProxy
 
 
 @pytest.fixture
@@ -34,3 +38,33 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     yield start
     for proc in started:
         stop_process_group(proc, timeout=5)
+
+
+@pytest.fixture
+def key_filler(redis_client: redis.Redis) -> KeyFiller:
+    return KeyFiller(redis_client)
+
+
+@pytest.fixture
+def debug_redis(spawn: Callable[..., subprocess.Popen[bytes]], tmp_path: Path) -> Iterator[redis.Redis]:
+    """A client of a separate redis-server that allows DEBUG from loopback (Redis 7 refuses it by default)."""
+    port = free_port()
+    argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
+    proc = spawn([*argv, "--enable-debug-command", "local"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_timeout=5)
+    deadline = time.monotonic() + 20
+    while not _answers(client):
+        if proc.poll() is not None:  # a Redis before 7 knows no enable-debug-command: it allows DEBUG anyway
+            proc = spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server did not start on port {port}")
+        time.sleep(0.02)
+    yield client
+    client.close()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.conftest import RedisServer
-from tests.faults.toolkit import ReplyProxy, RespParser, no_retry_client
+from tests.faults.toolkit import KeyFiller, ReplyProxy, RespParser, no_retry_client
 
 FRAMES = [
     b"+OK\r\n",
@@ -116,6 +116,15 @@ def test_resp3_replies_are_framed_and_dropped_too(reply_proxy: ReplyProxy, redis
         client.hgetall("h")
     assert client.hgetall("h") == {b"a": b"1", b"b": b"2"}
     assert client.zscore("none", "x") is None  # a RESP3 null
+    client.close()
+
+
+def test_heavy_pipelined_traffic_passes_through_unchanged(reply_proxy: ReplyProxy, redis_client: redis.Redis) -> None:
+    client = no_retry_client(reply_proxy.url)
+    KeyFiller(client, value_size=100).fill(20_000)  # 20 pipelines of 50 MSETs of 1,000 keys
+    keys = client.keys("*")  # one 20,000-element array, arriving in many chunks
+    assert len(keys) == 20_000
+    assert client.mget(keys) == redis_client.mget(keys)
     client.close()
 
 

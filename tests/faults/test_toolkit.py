@@ -1,5 +1,5 @@
-"""The fault tools against real processes: a frozen Redis, a full Redis and a frozen child process (or process group).
-(ReplyProxy: test_proxy.py.)"""
+"""The fault tools against real processes: a frozen Redis, a full Redis, a frozen child process (or process group) and
+a Redis filled with junk keys. (ReplyProxy: test_proxy.py.)"""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import redis
 
 from tests.conftest import RedisServer
 from tests.faults.toolkit import (
+    KeyFiller,
     no_retry_client,
     pause_process,
     pause_redis,
@@ -125,3 +126,26 @@ def group_of(pgid: int) -> list[int]:
 def test_pausing_the_test_process_itself_is_refused() -> None:
     with pytest.raises(ValueError, match="test process"), pause_process(os.getpid()):
         pass
+
+
+def test_the_key_filler_adds_n_keys(redis_client: redis.Redis, key_filler: KeyFiller) -> None:
+    n = int(os.environ.get("JOBFLEET_FAULTS_KEYS", "50000"))  # e.g. 1000000 for the "1 M keys" size
+    before = redis_client.dbsize()
+    report = key_filler.fill(n)
+    print(f"KeyFiller: {n} keys in {report.seconds:.2f}s by {report.method}")
+    assert report.keys == n
+    assert redis_client.dbsize() == before + n
+    assert redis_client.strlen(f"{key_filler.prefix}:{n - 1}") == key_filler.value_size
+
+
+def test_the_key_filler_uses_debug_populate_where_redis_allows_it(debug_redis: redis.Redis) -> None:
+    report = KeyFiller(debug_redis, prefix="populated").fill(50_000)
+    assert report.method == "debug"
+    assert debug_redis.dbsize() == 50_000
+    assert debug_redis.exists("populated:49999")
+
+
+def test_the_key_filler_can_be_told_to_pipeline(debug_redis: redis.Redis) -> None:
+    report = KeyFiller(debug_redis, batch=7, depth=3).fill(100, method="pipeline")
+    assert report.method == "pipeline"
+    assert debug_redis.dbsize() == 100

@@ -1,6 +1,6 @@
 """Fault-injection tools for fault tests, all against real processes: a proxy that loses, delays or withholds Redis's
-replies (proxy.py), a frozen Redis or worker process and a full Redis. Fixtures: tests/faults/conftest.py; each tool
-is shown working in tests/faults/test_*.py."""
+replies (proxy.py), a frozen Redis or worker process, a full Redis and a Redis with many keys. Fixtures:
+tests/faults/conftest.py; each tool is shown working in tests/faults/test_*.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from redis.backoff import NoBackoff
@@ -21,6 +22,8 @@ from tests.conftest import RedisServer
 from tests.faults.proxy import ReplyProxy, RespParser
 
 __all__ = [
+    "FillReport",
+    "KeyFiller",
     "ReplyProxy",
     "RespParser",
     "no_retry_client",
@@ -142,3 +145,44 @@ def redis_full(client: redis.Redis) -> Iterator[int]:
     finally:
         for name, value in old.items():
             client.config_set(name, value)
+
+
+# -- many keys --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FillReport:
+    keys: int
+    seconds: float
+    method: Literal["debug", "pipeline"]
+
+
+@dataclass
+class KeyFiller:
+    """Writes ``n`` junk string keys ``<prefix>:0`` .. ``<prefix>:<n-1>`` quickly: with DEBUG POPULATE when the server
+    allows it (``method="auto"``), else pipelined MSETs of ``batch`` keys, ``depth`` MSETs per round trip. Existing
+    keys of that name are kept (DEBUG POPULATE) or overwritten (MSET): use another prefix to add more."""
+
+    client: redis.Redis
+    prefix: str = "junk"
+    value_size: int = 16
+    batch: int = 1_000
+    depth: int = 50
+
+    def fill(self, n: int, method: Literal["auto", "debug", "pipeline"] = "auto") -> FillReport:
+        started = time.perf_counter()
+        if method != "pipeline":
+            try:
+                self.client.execute_command("DEBUG", "POPULATE", n, self.prefix, self.value_size)
+                return FillReport(n, time.perf_counter() - started, "debug")
+            except redis.ResponseError:  # DEBUG is off by default since Redis 7 (enable-debug-command)
+                if method == "debug":
+                    raise
+        value = b"x" * self.value_size
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, n, self.batch):
+            pipe.mset({f"{self.prefix}:{i}": value for i in range(start, min(n, start + self.batch))})
+            if len(pipe) >= self.depth:
+                pipe.execute()
+        pipe.execute()
+        return FillReport(n, time.perf_counter() - started, "pipeline")
