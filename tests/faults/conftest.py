@@ -1,5 +1,5 @@
-"""Fixtures for fault tests: a ReplyProxy in front of the session Redis, child processes, a KeyFiller and a redis-
-server that allows DEBUG. Everything a fixture starts is stopped after the test, pass or fail."""
+"""Fixtures for fault tests: a ReplyProxy in front of the session Redis, child processes, a KeyFiller, a
+redis-server that allows DEBUG and libfaketime. Everything a fixture starts is stopped after the test, pass or fail."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from jobfleet.ops.embedded_redis import free_port
-from tests.conftest import RedisServer, redis_binary, stop_process_group
-from tests.faults.toolkit import KeyFiller, ReplyProxy
+from tests.conftest import IN_CI, RedisServer, redis_binary, require_binary, stop_process_group
+from tests.faults.toolkit import FakeTime, KeyFiller, ReplyProxy, find_libfaketime, load_faketime
 
 
 @pytest.fixture
@@ -68,3 +68,16 @@ def _answers(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.ConnectionError:
         return False
+
+
+@pytest.fixture(scope="session")
+def faketime() -> FakeTime:
+    """libfaketime, checked to work: skip loudly when it is missing locally, fail under CI=true."""
+    require_binary("faketime")
+    library = find_libfaketime()
+    if library is None:
+        message = "the faketime package is installed but libfaketime.so.1 is not found"
+        if IN_CI:
+            pytest.fail(f"CI=true and {message}")
+        pytest.skip(f"!!! SKIPPED: {message}")
+    return load_faketime(library)

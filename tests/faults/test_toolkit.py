@@ -1,9 +1,10 @@
-"""The fault tools against real processes: a frozen Redis, a full Redis, a frozen child process (or process group) and
-a Redis filled with junk keys. (ReplyProxy: test_proxy.py.)"""
+"""The fault tools against real processes: a frozen Redis, a full Redis, a frozen child process (or process group),
+a Redis filled with junk keys and a child with a skewed wall clock. (ReplyProxy: test_proxy.py.)"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import redis
 
 from tests.conftest import RedisServer
 from tests.faults.toolkit import (
+    FakeTime,
     KeyFiller,
     no_retry_client,
     pause_process,
@@ -149,3 +151,48 @@ def test_the_key_filler_can_be_told_to_pipeline(debug_redis: redis.Redis) -> Non
     report = KeyFiller(debug_redis, batch=7, depth=3).fill(100, method="pipeline")
     assert report.method == "pipeline"
     assert debug_redis.dbsize() == 100
+
+
+@pytest.mark.parametrize("skew", [20, -20, 0.5])
+def test_a_child_under_clock_skew_sees_its_wall_clock_moved(faketime: FakeTime, skew: float) -> None:
+    before = time.time()
+    child = subprocess.run(
+        [sys.executable, "-c", "import time; print(time.time())"],
+        env={**os.environ, **faketime.env(skew)},
+        capture_output=True,
+        check=True,
+        timeout=20,
+    )
+    after = time.time()
+    assert before + skew - 0.1 <= float(child.stdout) <= after + skew + 0.1
+
+
+def test_a_skewed_child_still_sleeps_waits_and_times_out_normally(faketime: FakeTime) -> None:
+    # Given a skewed child that sleeps, waits on an event, a queue and a subprocess, and reads the monotonic clock
+    code = """if True:
+        import json, queue, subprocess, sys, threading, time
+        start = time.monotonic()
+        time.sleep(0.1)
+        threading.Event().wait(0.1)
+        try:
+            queue.Queue().get(timeout=0.1)
+        except queue.Empty:
+            pass
+        try:
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(5)"], timeout=0.1)
+        except subprocess.TimeoutExpired:
+            pass
+        print(json.dumps({"monotonic": time.monotonic(), "elapsed": time.monotonic() - start}))
+    """
+    before = time.monotonic()
+    child = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **faketime.env(3600)},
+        capture_output=True,
+        check=True,
+        timeout=20,
+    )
+    # Then every timeout fired on time, and its monotonic clock is this machine's, unskewed
+    report = json.loads(child.stdout)
+    assert 0.4 <= report["elapsed"] < 3
+    assert before <= report["monotonic"] <= time.monotonic()

@@ -1,6 +1,6 @@
 """Fault-injection tools for fault tests, all against real processes: a proxy that loses, delays or withholds Redis's
-replies (proxy.py), a frozen Redis or worker process, a full Redis and a Redis with many keys. Fixtures:
-tests/faults/conftest.py; each tool is shown working in tests/faults/test_*.py."""
+replies (proxy.py), a frozen Redis or worker process, a full Redis, a Redis with many keys and a skewed wall clock
+for worker processes. Fixtures: tests/faults/conftest.py; each tool is shown working in tests/faults/test_*.py."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import contextlib
 import glob
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,10 +24,13 @@ from tests.conftest import RedisServer
 from tests.faults.proxy import ReplyProxy, RespParser
 
 __all__ = [
+    "FakeTime",
     "FillReport",
     "KeyFiller",
     "ReplyProxy",
     "RespParser",
+    "find_libfaketime",
+    "load_faketime",
     "no_retry_client",
     "pause_process",
     "pause_redis",
@@ -186,3 +191,75 @@ class KeyFiller:
                 pipe.execute()
         pipe.execute()
         return FillReport(n, time.perf_counter() - started, "pipeline")
+
+
+# -- clock skew (libfaketime) -----------------------------------------------------------------------------------------
+
+SHIM_DIR = Path(__file__).parent / "faketime_shim"
+_LIBFAKETIME_DIRS = ("/usr/lib/*/faketime", "/usr/lib*/faketime", "/usr/local/lib*/faketime")
+_PROBE = "import threading, time; time.sleep(0.01); threading.Event().wait(0.01); print(time.time())"
+
+
+def find_libfaketime() -> str | None:
+    """Path of libfaketime (the multi-threaded build first: workers are threaded), wherever the distro put it."""
+    for name in ("libfaketimeMT.so.1", "libfaketime.so.1"):
+        for folder in _LIBFAKETIME_DIRS:  # Debian multiarch; Fedora /usr/lib64; `make install` from source
+            if found := sorted(glob.glob(f"{folder}/{name}")):
+                return found[0]
+    return None
+
+
+@dataclass(frozen=True)
+class FakeTime:
+    """Runs children with a skewed wall clock: ``env(seconds)`` is the environment to add for that.
+
+    Only the wall clock is skewed (time.time, datetime.now, CLOCK_REALTIME); the monotonic clock is left alone
+    (FAKETIME_DONT_FAKE_MONOTONIC=1) because threading waits with a timeout hang under a faked one. ``sleep_shim``:
+    this libfaketime breaks time.sleep in Python >= 3.11 without a faked monotonic clock (EINVAL, fixed in 0.9.11),
+    so Python children get faketime_shim/sitecustomize.py, whose time.sleep waits in select() instead.
+    """
+
+    library: str
+    sleep_shim: bool
+
+    def env(self, seconds: float) -> dict[str, str]:
+        """Variables to set in a child (merged with this process's LD_PRELOAD and PYTHONPATH): its wall clock runs
+        ``seconds`` ahead (negative: behind). Use as ``{**os.environ, **env}`` or WorkerProcess(extra_env=env)."""
+        preload = " ".join(filter(None, [self.library, os.environ.get("LD_PRELOAD")]))
+        offset = f"{seconds:+.6f}".rstrip("0").rstrip(".")  # "+20", "-0.25": no exponent, which FAKETIME cannot read
+        env = {"LD_PRELOAD": preload, "FAKETIME": f"{offset}s", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        if self.sleep_shim:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SHIM_DIR), os.environ.get("PYTHONPATH")]))
+        return env
+
+
+def _skew_problem(faketime: FakeTime, skew: float = 3600) -> str | None:
+    """What goes wrong in a Python child skewed by ``faketime`` that sleeps and waits; None when nothing does."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE],
+            env={**os.environ, **faketime.env(skew)},
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "the child hung (a wait with a timeout never returned)"
+    if done.returncode != 0:
+        last_line = (done.stderr.decode(errors="replace").strip().splitlines() or ["(no output)"])[-1]
+        return f"the child failed: {last_line}"
+    if abs(float(done.stdout) - time.time() - skew) > 60:
+        return f"the child's time.time() is {float(done.stdout) - time.time():+.0f}s off, not {skew:+.0f}s"
+    return None
+
+
+def load_faketime(library: str) -> FakeTime:
+    """A FakeTime for ``library`` once a skewed Python child sleeps and waits normally with it (with the sleep shim
+    only if that needs it); RuntimeError saying what went wrong when neither works."""
+    problems = []
+    for faketime in (FakeTime(library, sleep_shim=False), FakeTime(library, sleep_shim=True)):
+        problem = _skew_problem(faketime)
+        if problem is None:
+            return faketime
+        problems.append(f"sleep_shim={faketime.sleep_shim}: {problem}")
+    raise RuntimeError(f"{library} is unusable for clock skew: {'; '.join(problems)}")
