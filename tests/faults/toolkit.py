@@ -130,8 +130,9 @@ def _config(client: redis.Redis, name: str) -> str:
 
 @contextlib.contextmanager
 def redis_full(client: redis.Redis) -> Iterator[int]:
-    """Redis is out of memory: ``maxmemory`` just above ``used_memory`` with ``noeviction``, so every write fails with
-    an ``OOM`` error (redis.exceptions.OutOfMemoryError) and reads work. Yields the limit; restores both settings."""
+    """Redis is out of memory: ``maxmemory`` just above ``used_memory`` with ``noeviction``, so every command that may
+    grow memory (SET, LPUSH, a script that writes...) fails with ``OOM`` (redis.exceptions.OutOfMemoryError) while
+    reads and DEL work. Yields the limit; restores both settings on exit."""
     old = {name: _config(client, name) for name in ("maxmemory", "maxmemory-policy")}
     probe = "faults:redis-full-probe"
     try:
@@ -214,9 +215,10 @@ class FakeTime:
     """Runs children with a skewed wall clock: ``env(seconds)`` is the environment to add for that.
 
     Only the wall clock is skewed (time.time, datetime.now, CLOCK_REALTIME); the monotonic clock is left alone
-    (FAKETIME_DONT_FAKE_MONOTONIC=1) because threading waits with a timeout hang under a faked one. ``sleep_shim``:
-    this libfaketime breaks time.sleep in Python >= 3.11 without a faked monotonic clock (EINVAL, fixed in 0.9.11),
-    so Python children get faketime_shim/sitecustomize.py, whose time.sleep waits in select() instead.
+    (FAKETIME_DONT_FAKE_MONOTONIC=1) because threading waits with a timeout hang under a faked one (libfaketime#390).
+    ``sleep_shim`` is set when the library needs it: libfaketime 0.9.10 (Debian's) then breaks time.sleep in Python
+    >= 3.11 (EINVAL, libfaketime#426, fixed in 0.9.11), so Python children get faketime_shim/sitecustomize.py, whose
+    time.sleep waits in select() instead. Children of the child inherit the skew (the environment).
     """
 
     library: str
@@ -248,9 +250,11 @@ def _skew_problem(faketime: FakeTime, skew: float = 3600) -> str | None:
     if done.returncode != 0:
         last_line = (done.stderr.decode(errors="replace").strip().splitlines() or ["(no output)"])[-1]
         return f"the child failed: {last_line}"
-    if abs(float(done.stdout) - time.time() - skew) > 60:
-        return f"the child's time.time() is {float(done.stdout) - time.time():+.0f}s off, not {skew:+.0f}s"
-    return None
+    try:
+        off = float(done.stdout) - time.time()
+    except ValueError:
+        return f"the child printed {done.stdout[:80]!r}, not a time"
+    return None if abs(off - skew) < 60 else f"the child's time.time() is {off:+.0f}s off, not {skew:+.0f}s"
 
 
 def load_faketime(library: str) -> FakeTime:
