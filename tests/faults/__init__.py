@@ -1,0 +1,1 @@
+"""Fault-injection toolkit (toolkit.py) for fault tests, and its self-tests."""
