@@ -21,8 +21,10 @@ from jobfleet.store.factory import open_store
 def build_broker(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> JobfleetBroker:
     """jobfleet's broker with its middleware chain, in order (``before_*`` hooks run top to bottom, ``after_*``
     bottom to top). ``tracer_provider`` defaults to the process's global one."""
-    # Workers poll Redis; a generous socket timeout avoids false outages under load but stays bounded.
-    client = make_client(settings, timeout=max(settings.redis_timeout_seconds, 5.0))
+    # Workers poll Redis; a generous socket timeout avoids false outages under load but stays bounded. No silent
+    # re-sends: a fetch (or a finish that takes the next job) run twice would claim a job nobody hears of; the
+    # store retries its idempotent calls itself and reconciles after the others.
+    client = make_client(settings, timeout=max(settings.redis_timeout_seconds, 5.0), retries=0)
     store = open_store(settings, client)
     tracing = Tracing(tracer_provider=tracer_provider)
     metrics = WorkerMetrics(multiprocess_dir=settings.prometheus_multiproc_dir, exposition=serve_worker_metrics)

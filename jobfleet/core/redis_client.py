@@ -13,8 +13,9 @@ from jobfleet.core.errors import ConfigError
 from jobfleet.core.settings import Settings
 
 
-def make_client(settings: Settings, *, timeout: float | None = None) -> redis.Redis:
-    """A client for ``settings.effective_redis_url`` whose calls fail within the configured timeout."""
+def make_client(settings: Settings, *, timeout: float | None = None, retries: int = 1) -> redis.Redis:
+    """A client for ``settings.effective_redis_url`` whose calls fail within the configured timeout; ``retries``
+    re-sends of a command that lost its connection (0 for clients whose calls must never run twice unasked)."""
     seconds = settings.redis_timeout_seconds if timeout is None else timeout
     url = settings.effective_redis_url
     extra: dict[str, Any] = {}
@@ -37,6 +38,6 @@ def make_client(settings: Settings, *, timeout: float | None = None) -> redis.Re
         retry_on_timeout=False,
         # redis-py's default retries with backoff up to 10 s would stretch an outage into hanging requests;
         # one quick retry absorbs a dropped connection, callers decide the rest.
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=retries),
         **extra,
     )

@@ -129,7 +129,7 @@ class Attempts:
         if not pairs:
             return 0
         keys = [self.keys.running(partition, queue), self.keys.queue(partition, queue)]
-        args = [self.keys.job_prefix(partition), *pairs]
+        args = [self.keys.job_prefix(partition), self.store.retention.ended, *pairs]
         return int(retry_idempotent(lambda: self.store.scripts.call("release", keys, args)))
 
     def mark_drained(self, partition: int, queue: str, claims: Iterable[Claimed]) -> int:
@@ -147,7 +147,7 @@ class Attempts:
         """Give back every job Redis says this worker holds in ``queue`` of ``partition`` that it does not hold (the
         claims of a call whose reply was lost); return how many."""
         keys = [self.keys.running(partition, queue), self.keys.queue(partition, queue)]
-        args = [self.worker_id, self.keys.job_prefix(partition), *(c.member for c in held)]
+        args = [self.worker_id, self.keys.job_prefix(partition), self.store.retention.ended, *(c.member for c in held)]
         return int(retry_idempotent(lambda: self.store.scripts.call("reconcile", keys, args)))
 
     def heartbeat(self, partition: int, *, forget_after_ms: int, age_ms: int = 0) -> int:
@@ -174,6 +174,7 @@ class Attempts:
             offset,
             limit,
             _WORKER_LOST,
+            self.store.retention.ended,
         ]
         recovered, dead, looked = retry_idempotent(lambda: self.store.scripts.call("recover", keys, args))
         return int(recovered), int(dead), int(looked)

@@ -14,6 +14,7 @@ import redis
 
 from jobfleet.ops.embedded_redis import free_port
 from tests.conftest import IN_CI, RedisServer, redis_binary, require_binary, stop_process_group
+from tests.faults.stage import receiver_log, stage  # noqa: F401 - fixtures for this folder
 from tests.faults.toolkit import FakeTime, KeyFiller, ReplyProxy, find_libfaketime, load_faketime
 
 

@@ -27,6 +27,7 @@ class WorkerProcess:
         threads: int = 4,
         boot: str = "jobfleet.workers.boot:setup",
         extra_env: dict[str, str] | None = None,
+        shutdown_timeout_ms: int = 5000,
     ) -> None:
         self.log = tmp / f"worker-{time.monotonic_ns()}.log"
         env = {
@@ -55,7 +56,7 @@ class WorkerProcess:
                     "--threads",
                     str(threads),
                     "--worker-shutdown-timeout",
-                    "5000",
+                    str(shutdown_timeout_ms),
                 ],
                 cwd=ROOT,
                 env=env,
@@ -63,6 +64,11 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def terminate(self) -> None:
+        """SIGTERM the dramatiq master only (a graceful drain; a second SIGTERM would make it abandon the drain)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGTERM)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

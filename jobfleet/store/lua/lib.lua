@@ -94,15 +94,22 @@ end
 
 -- Put a claimed job back on its queue, unrun: the attempt is undone (it counts neither as an attempt nor as an
 -- interruption) and the job keeps its place (its due time). For the worker's shutdown, a consumer restart, an
--- orphan found by reconcile and a job whose worker drained past its deadline.
-local function give_back(job, queue, id, now)
-  local f = redis.call("HMGET", job, "attempts", "due", "released", "tries")
+-- orphan found by reconcile and a job whose worker drained past its deadline. A job whose cancel was requested
+-- meanwhile is cancelled instead (kept for ended_ttl seconds): a cancel wins over every redelivery.
+local function give_back(job, queue, id, now, ended_ttl)
+  local f = redis.call("HMGET", job, "attempts", "due", "released", "tries", "cancel")
   local attempt = tonumber(f[1]) or 1
   local try = tonumber(f[4]) or 1
-  redis.call("HSET", job, "state", "queued", "attempts", attempt - 1, "tries", try - 1, "worker", "",
+  redis.call("HSET", job, "attempts", attempt - 1, "tries", try - 1, "worker", "",
     "released", (tonumber(f[3]) or 0) + 1, "released_at", now)
   redis.call("HDEL", job, "a" .. try, "drain")
-  redis.call("ZADD", queue, tonumber(f[2]) or now, id)
+  if f[5] then
+    redis.call("HSET", job, "state", "cancelled", "finished", now)
+    redis.call("EXPIRE", job, ended_ttl)
+  else
+    redis.call("HSET", job, "state", "queued")
+    redis.call("ZADD", queue, tonumber(f[2]) or now, id)
+  end
 end
 
 -- Split a running entry "<job id>:<token>" (job ids never contain ':' after their last one: tokens are digits).
