@@ -166,7 +166,12 @@ def _choice(*allowed: str) -> Callable[[str, str], str]:
 class Settings:
     """Every knob of jobfleet; ``Settings.from_env(os.environ)`` at each entry point, tests build their own."""
 
-    redis_url: str = _var("REDIS_URL", _redis_url, "Redis for queues and job state", "")
+    redis_url: str = _var(
+        "REDIS_URL",
+        _redis_url,
+        'Redis for queues and job state: one node, redis+sentinel:// or redis+cluster:// (README "Redis topology")',
+        "",
+    )
     local_redis_port: int = _var(
         "JOBFLEET_LOCAL_REDIS_PORT",
         _pos_int(1),
