@@ -36,6 +36,7 @@ class RedisClusterSetup:
     url: str = ""
 
     def live_ports(self) -> list[int]:
+        """Ports of the nodes whose process runs."""
         return [port for port, process in self.processes.items() if process.alive]
 
     def nodes(self) -> list[ClusterNodeInfo]:
@@ -77,7 +78,7 @@ class RedisClusterSetup:
         masters = self.masters()
         covered = sum(hi - lo + 1 for n in masters for lo, hi in n.slots)
         replicas = [n for n in self.nodes() if n.role == "replica" and not n.failed]
-        if not all(ask(n.port, "INFO", "replication")["master_link_status"] == "up" for n in replicas):
+        if not all(ask(n.port, "INFO", "replication").get("master_link_status") == "up" for n in replicas):
             return False
         served = {n.master_id for n in replicas}
         return len(masters) == 3 and covered == 16384 and all(m.node_id in served for m in masters)

@@ -63,8 +63,15 @@ class Process:
     def start(self) -> None:
         """Start the process (its own process group) and wait until it answers PING."""
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(f"port {self.port} to answer PING (log: {self.log})", lambda: bool(ask(self.port, "PING")))
+            proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"{self.argv[0]} on port {self.port} exited ({proc.returncode}); see {self.log}")
+            return bool(ask(self.port, "PING"))
+
+        wait_for(f"port {self.port} to answer PING (log: {self.log})", answers)
 
     def kill(self) -> None:
         """SIGKILL the process and any child it forked (a replication snapshot), as a crash would."""
@@ -74,9 +81,11 @@ class Process:
 
     @property
     def alive(self) -> bool:
+        """Whether the process is running."""
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
+        """Stop the process group (SIGTERM, then SIGKILL): the fixtures' finalizers call this."""
         if self.proc is not None:
             stop_process_group(self.proc, timeout=5)
 

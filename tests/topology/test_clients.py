@@ -37,12 +37,14 @@ def client_for(url: str, **kwargs: Any) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def cluster_client(redis_cluster: RedisClusterSetup) -> Iterator[redis.Redis]:
+    """make_client for the cluster's redis+cluster:// URL."""
     with client_for(redis_cluster.url) as client:
         yield client
 
 
 @pytest.fixture
 def sentinel_client(redis_sentinel: RedisSentinelSetup) -> Iterator[redis.Redis]:
+    """make_client for the setup's redis+sentinel:// URL."""
     with client_for(redis_sentinel.url) as client:
         yield client
 
