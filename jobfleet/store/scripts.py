@@ -64,8 +64,9 @@ def redis_errors(operation: str) -> Iterator[None]:
     """Turn any Redis failure inside the block into StoreUnavailable naming the operation and the kind."""
     try:
         yield
-    except redis.RedisError as exc:
-        kind = failure_kind(exc)
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+        # RedisClusterException (a slot map that cannot be read, a slot no node serves) is no RedisError.
+        kind = failure_kind(exc) if isinstance(exc, redis.RedisError) else "connection"
         raise StoreUnavailable(f"Redis {operation} failed ({kind}): {type(exc).__name__}: {exc}", kind) from exc
 
 

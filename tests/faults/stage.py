@@ -5,6 +5,7 @@ worker processes, and a webhook receiver that records when each delivery started
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import threading
 import time
@@ -65,7 +66,7 @@ class IntervalReceiver:
             by_key.setdefault(d.key, []).append(d)
         for key, ds in by_key.items():
             ds.sort(key=lambda d: d.started)
-            for a, b in zip(ds, ds[1:], strict=False):
+            for a, b in itertools.pairwise(ds):
                 if b.started < (a.ended or time.monotonic()):
                     found.append((key, (a.ended or time.monotonic()) - b.started))
         return found
