@@ -8,31 +8,16 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
 import jobfleet
-from jobfleet.app.dlq import BulkReplayRequest, DlqListQuery
+from jobfleet.app.dlq import BulkReplayRequest
+from jobfleet.app.openapi_paths import REF, dlq_paths, json_body, problem
 from jobfleet.app.schemas import Health, JobAccepted, JobEvents, JobStatus, ProblemDetails
 from jobfleet.core.job_types import JOB_TYPES
 
 bp = Blueprint("openapi", __name__)
 
-_REF = "#/components/schemas/{model}"
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/problem+json": {"schema": {"$ref": _REF.format(model="ProblemDetails")}}},
-    }
-
-
-def _json(model: str, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": _REF.format(model=model)}}},
-    }
-
 
 def _collect(schemas: dict[str, Any], model: type[BaseModel], mode: str = "validation") -> None:
-    schema = model.model_json_schema(ref_template=_REF, mode=mode)  # type: ignore[arg-type]
+    schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
     for name, sub in schema.pop("$defs", {}).items():
         schemas[name] = sub
     schemas[model.__name__] = schema
@@ -87,15 +72,15 @@ def build_document() -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": {"$ref": _REF.format(model=spec.payload.__name__)}}},
+                    "content": {"application/json": {"schema": {"$ref": REF.format(model=spec.payload.__name__)}}},
                 },
                 "responses": {
-                    "202": _json("JobAccepted", "Accepted; poll status_url"),
-                    "400": _problem("Malformed JSON, bad Idempotency-Key or schedule"),
-                    "413": _problem("Body too large"),
-                    "415": _problem("Not JSON"),
-                    "422": _problem("Validation failed, or Idempotency-Key reused with another body"),
-                    "503": _problem("Redis unavailable; retry"),
+                    "202": json_body("JobAccepted", "Accepted; poll status_url"),
+                    "400": problem("Malformed JSON, bad Idempotency-Key or schedule"),
+                    "413": problem("Body too large"),
+                    "415": problem("Not JSON"),
+                    "422": problem("Validation failed, or Idempotency-Key reused with another body"),
+                    "503": problem("Redis unavailable; retry"),
                 },
             }
         }
@@ -105,9 +90,9 @@ def build_document() -> dict[str, Any]:
             "summary": "Job status",
             "parameters": [job_id],
             "responses": {
-                "200": _json("JobStatus", "The job"),
-                "404": _problem("Unknown job"),
-                "503": _problem("Redis unavailable"),
+                "200": json_body("JobStatus", "The job"),
+                "404": problem("Unknown job"),
+                "503": problem("Redis unavailable"),
             },
         },
         "delete": {
@@ -115,11 +100,11 @@ def build_document() -> dict[str, Any]:
             "summary": "Cancel a job",
             "parameters": [job_id],
             "responses": {
-                "200": _json("JobStatus", "Cancelled before it started"),
-                "202": _json("JobStatus", "Running: cancellation requested"),
-                "404": _problem("Unknown job"),
-                "409": _problem("Already finished"),
-                "503": _problem("Redis unavailable"),
+                "200": json_body("JobStatus", "Cancelled before it started"),
+                "202": json_body("JobStatus", "Running: cancellation requested"),
+                "404": problem("Unknown job"),
+                "409": problem("Already finished"),
+                "503": problem("Redis unavailable"),
             },
         },
     }
@@ -129,130 +114,26 @@ def build_document() -> dict[str, Any]:
             "summary": "The job's lifecycle events",
             "parameters": [job_id],
             "responses": {
-                "200": _json("JobEvents", "Events, oldest first"),
-                "404": _problem("Unknown job"),
-                "503": _problem("Redis unavailable"),
+                "200": json_body("JobEvents", "Events, oldest first"),
+                "404": problem("Unknown job"),
+                "503": problem("Redis unavailable"),
             },
         }
     }
     _collect(schemas, BulkReplayRequest)
-    dl_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    any_json = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
-    filters = [
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-        for name in ("type", "queue", "exception", "reason")
-    ]
-    paths["/v1/dlq"] = {
-        "get": {
-            "operationId": "list_dead_letters",
-            "summary": "Dead letters, newest first",
-            "parameters": [
-                *filters,
-                {
-                    "name": "cursor",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string", "pattern": DlqListQuery.model_fields["cursor"].metadata[0].pattern},
-                },
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                },
-            ],
-            "responses": {"200": any_json, "422": _problem("Bad filter"), "503": _problem("Redis unavailable")},
-        }
-    }
-    paths["/v1/dlq/{job_id}"] = {
-        "get": {
-            "operationId": "get_dead_letter",
-            "summary": "One dead letter in full",
-            "parameters": [dl_id],
-            "responses": {
-                "200": any_json,
-                "404": _problem("No such dead letter"),
-                "503": _problem("Redis unavailable"),
-            },
-        },
-        "delete": {
-            "operationId": "purge_dead_letter",
-            "summary": "Purge a dead letter (the job becomes failed)",
-            "parameters": [dl_id],
-            "responses": {
-                "204": {"description": "Purged"},
-                "404": _problem("No such dead letter"),
-                "503": _problem("Redis unavailable"),
-            },
-        },
-    }
-    paths["/v1/dlq/{job_id}/replay"] = {
-        "post": {
-            "operationId": "replay_dead_letter",
-            "summary": "Replay one dead letter with fresh attempts",
-            "parameters": [dl_id],
-            "responses": {
-                "202": any_json,
-                "404": _problem("No such dead letter"),
-                "409": _problem("Poison message: cannot be replayed"),
-                "503": _problem("Redis unavailable"),
-            },
-        }
-    }
-    paths["/v1/dlq/replay"] = {
-        "post": {
-            "operationId": "bulk_replay_dead_letters",
-            "summary": "Replay dead letters matching a filter (bounded, throttled, dry run)",
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": _REF.format(model="BulkReplayRequest")}}},
-            },
-            "responses": {
-                "200": any_json,
-                "400": _problem("Malformed JSON"),
-                "415": _problem("Not JSON"),
-                "422": _problem("Bad request"),
-                "503": _problem("Redis unavailable"),
-            },
-        }
-    }
-    paths["/v1/audit"] = {
-        "get": {
-            "operationId": "audit_log",
-            "summary": "Operator actions, newest first",
-            "parameters": [
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                },
-                {
-                    "name": "before",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string", "pattern": "^[0-9]{1,19}-[0-9]{1,19}$"},
-                },
-            ],
-            "responses": {
-                "200": any_json,
-                "400": _problem("Bad limit or cursor"),
-                "503": _problem("Redis unavailable"),
-            },
-        }
-    }
+    paths.update(dlq_paths())
     paths["/healthz"] = {
         "get": {
             "operationId": "healthz",
             "summary": "Liveness",
-            "responses": {"200": _json("Health", "Alive")},
+            "responses": {"200": json_body("Health", "Alive")},
         }
     }
     paths["/readyz"] = {
         "get": {
             "operationId": "readyz",
             "summary": "Readiness (Redis reachable)",
-            "responses": {"200": _json("Health", "Ready"), "503": _problem("Redis unreachable")},
+            "responses": {"200": json_body("Health", "Ready"), "503": problem("Redis unreachable")},
         }
     }
     _secure(paths)
@@ -296,12 +177,12 @@ def _secure(paths: dict[str, Any]) -> None:
                 continue
             operation["security"] = [{"apiKey": [scope]}]
             responses = operation["responses"]
-            responses.setdefault("401", _problem("No API key, or not a valid one (WWW-Authenticate says which)"))
-            responses.setdefault("403", _problem(f"The API key lacks the {scope} scope (or this job type)"))
-            responses.setdefault("429", _problem("Rate limit of this caller exceeded; retry after Retry-After"))
+            responses.setdefault("401", problem("No API key, or not a valid one (WWW-Authenticate says which)"))
+            responses.setdefault("403", problem(f"The API key lacks the {scope} scope (or this job type)"))
+            responses.setdefault("429", problem("Rate limit of this caller exceeded; retry after Retry-After"))
             if path.startswith("/v1/jobs/") and method == "post":
-                responses["400"] = _problem("Malformed JSON, JSON too deep/large, bad Idempotency-Key or schedule")
-                responses["503"] = _problem("Queue full (backpressure) or Redis unavailable; retry after Retry-After")
+                responses["400"] = problem("Malformed JSON, JSON too deep/large, bad Idempotency-Key or schedule")
+                responses["503"] = problem("Queue full (backpressure) or Redis unavailable; retry after Retry-After")
 
 
 @bp.get("/openapi.json")

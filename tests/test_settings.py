@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from jobfleet.core.errors import ConfigError
-from jobfleet.core.settings import Settings, redact_url
+from jobfleet.core.redis_url import redact_url
+from jobfleet.core.settings import Settings
 
 
 def test_defaults_match_the_readme() -> None:

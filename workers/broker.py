@@ -6,7 +6,8 @@ import dramatiq
 from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, ShutdownNotifications, TimeLimit
 from opentelemetry.trace import TracerProvider
 
-from jobfleet.broker.broker import FleetTimings, JobfleetBroker
+from jobfleet.broker.broker import JobfleetBroker
+from jobfleet.broker.deliveries import FleetTimings
 from jobfleet.core.redis_client import make_client
 from jobfleet.core.settings import Settings
 from jobfleet.core.telemetry import serve_worker_metrics

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
@@ -17,28 +14,16 @@ from dramatiq.errors import QueueJoinTimeout
 from dramatiq.middleware import Middleware, Retries, default_middleware
 
 from jobfleet.broker.consumer import JobfleetConsumer
-from jobfleet.broker.deliveries import Deliveries, Unrecorded
+from jobfleet.broker.deliveries import Deliveries, FleetTimings
 from jobfleet.broker.worker_hooks import WorkerHooks
 from jobfleet.core.errors import ConfigError, StoreUnavailable
-from jobfleet.store.attempts import Attempts, Ending
-from jobfleet.store.delivery import Claimed, option
+from jobfleet.store.attempts import Attempts
+from jobfleet.store.delivery import option
 from jobfleet.store.jobs import JobStore
 from jobfleet.store.records import new_job_fields
 from jobfleet.store.scripts import redis_errors
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class FleetTimings:
-    """How the broker's worker processes keep each other honest."""
-
-    #: A worker silent this long (Redis time) is dead; its running jobs are recovered.
-    heartbeat_timeout_ms: int = 15_000
-    #: Recoveries of one job after its worker died before it is dead-lettered (crash_loop).
-    max_interruptions: int = 3
-    #: How long a job for an actor this worker lacks waits for a worker that has it.
-    hold_ms: int = 15_000
 
 
 class JobfleetBroker(dramatiq.Broker):
@@ -52,14 +37,13 @@ class JobfleetBroker(dramatiq.Broker):
         self.client = store.client
         self.timings = timings or FleetTimings()
         self.broker_id = f"{uuid.uuid4().hex[:12]}"
-        self.deliveries = Deliveries()
-        self._attempts: Attempts | None = None
-        self._held_reported: dict[str, int] = defaultdict(int)
+        attempts = Attempts(store, worker_id=self.broker_id, actors=(), hold_ms=self.timings.hold_ms)
+        self.deliveries = Deliveries(attempts, self.timings)
         if middleware is None:  # Dramatiq's defaults, but its Retries (see add_middleware)
             middleware = [m() for m in default_middleware if m is not Retries]
         super().__init__(middleware=middleware)
-        self.queues: set[str] = set()
-        self.add_middleware(WorkerHooks(self))
+        self.queues: set[str] = self.deliveries.queues  # one set: the background loop recovers these queues
+        self.add_middleware(WorkerHooks(self.deliveries))
 
     # --- Dramatiq's broker interface ---
     def add_middleware(self, middleware: Middleware, **kwargs: Any) -> None:
@@ -74,22 +58,17 @@ class JobfleetBroker(dramatiq.Broker):
 
     @property
     def attempts(self) -> Attempts:
-        """The store calls of this worker process (built once the actors are known)."""
-        if self._attempts is None:
-            self._attempts = Attempts(
-                self.store, worker_id=self.broker_id, actors=self.actors, hold_ms=self.timings.hold_ms
-            )
-        return self._attempts
+        """The store calls of this worker process."""
+        return self.deliveries.attempts
 
     def declare_actor(self, actor: dramatiq.Actor[Any, Any]) -> None:
         """Declare an actor; this worker's claims take its jobs from now on."""
         super().declare_actor(actor)
-        if self._attempts is not None:
-            self._attempts.set_actors(self.actors)
+        self.deliveries.attempts.set_actors(self.actors)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> JobfleetConsumer:
         """A consumer of ``queue_name`` (``prefetch`` is ignored: a process claims one job per worker thread)."""
-        return JobfleetConsumer(self, queue_name, timeout)
+        return JobfleetConsumer(self.deliveries, queue_name, timeout, self)
 
     def declare_queue(self, queue_name: str) -> None:
         """Declare a queue (idempotent). No delay queues: delayed jobs wait on their queue until due."""
@@ -157,38 +136,3 @@ class JobfleetBroker(dramatiq.Broker):
             if deadline and time.monotonic() >= deadline:
                 raise QueueJoinTimeout(queue_name)  # type: ignore[no-untyped-call]
             time.sleep(interval / 1000)
-
-    # --- what the consumers and the background loop share ---
-    def give_back(self, claims: Iterable[Claimed]) -> None:
-        """Release claims that never ran (raise StoreUnavailable when Redis is away: they stay claimed and come back
-        through recovery)."""
-        by_queue: dict[tuple[int, str], list[Claimed]] = defaultdict(list)
-        for claimed in claims:
-            by_queue[claimed.partition, claimed.queue].append(claimed)
-        for (partition, queue), group in by_queue.items():
-            released = self.attempts.release(partition, queue, group)
-            if released:
-                log.info("gave back claims of jobs that never ran", queue=queue, count=released)
-
-    def keep_unrecorded(self, claimed: Claimed, ending: Ending, exc: StoreUnavailable) -> None:
-        """Keep an outcome Redis could not take; the background loop records it once Redis answers."""
-        log.error(
-            "could not record an outcome; kept to record it when Redis answers",
-            job_id=claimed.job_id,
-            outcome=ending.outcome,
-            error=str(exc),
-        )
-        with self.deliveries.lock:
-            self.deliveries.unrecorded.append(Unrecorded(claimed, ending))
-
-    def report_held(self, queue: str, actors: list[str]) -> None:
-        """Say (once per 100 per actor) that jobs for actors this worker lacks were held back for other workers."""
-        for actor in actors:
-            self._held_reported[actor] += 1
-            if self._held_reported[actor] % 100 == 1:
-                log.warning(
-                    "held back a job for an actor this worker does not have (another worker must run it)",
-                    queue=queue,
-                    actor=actor,
-                    times=self._held_reported[actor],
-                )

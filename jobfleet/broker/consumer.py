@@ -10,20 +10,19 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import dramatiq
 import structlog
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.common import compute_backoff
 from dramatiq.message import Message
 
+from jobfleet.broker.deliveries import Deliveries
 from jobfleet.core.errors import StoreUnavailable
 from jobfleet.store.attempts import Ending
 from jobfleet.store.delivery import Claimed, DeliveryOutcome, option, state_of
 from jobfleet.store.records import error_info
-
-if TYPE_CHECKING:
-    from jobfleet.broker.broker import JobfleetBroker
 
 log = structlog.get_logger(__name__)
 
@@ -35,12 +34,12 @@ _MAX_IDLE_MS = 25
 class JobfleetConsumer(Consumer):
     """Dramatiq's view of one queue: an iterator of messages plus ack, nack, requeue and close."""
 
-    def __init__(self, broker: JobfleetBroker, queue_name: str, timeout: int) -> None:
-        self.broker = broker
+    def __init__(self, deliveries: Deliveries, queue_name: str, timeout: int, broker: dramatiq.Broker) -> None:
+        self.broker = broker  # for actor options only
         self.queue_name = queue_name
-        self.deliveries = broker.deliveries
-        self.attempts = broker.attempts
-        self.partitions = broker.keys.partitions
+        self.deliveries = deliveries
+        self.attempts = deliveries.attempts
+        self.partitions = deliveries.keys.partitions
         self._start = random.randrange(self.partitions)
         self.misses = 0
         self.max_idle_ms = min(timeout, _MAX_IDLE_MS)
@@ -75,7 +74,7 @@ class JobfleetConsumer(Consumer):
             except StoreUnavailable:
                 self.deliveries.suspect.add((partition, self.queue_name))  # its reply may have claimed jobs
                 raise  # a BrokerConnectionError: Dramatiq restarts this consumer
-            self.broker.report_held(self.queue_name, held)
+            self.deliveries.report_held(self.queue_name, held)
             self.deliveries.adopt(claimed)
             got += len(claimed)
             if got >= want:
@@ -151,9 +150,9 @@ class JobfleetConsumer(Consumer):
         except StoreUnavailable as exc:
             if take:
                 self.deliveries.suspect.add((claimed.partition, claimed.queue))
-            self.broker.keep_unrecorded(claimed, ending, exc)
+            self.deliveries.keep_unrecorded(claimed, ending, exc)
         else:
-            self.broker.report_held(claimed.queue, held)
+            self.deliveries.report_held(claimed.queue, held)
             self.deliveries.adopt(following)
         finally:
             self.deliveries.done(claimed)
@@ -162,7 +161,7 @@ class JobfleetConsumer(Consumer):
     def requeue(self, messages: Iterable[Any]) -> None:
         claims = [c for m in messages if (c := state_of(m).claimed) is not None]
         try:
-            self.broker.give_back(claims)
+            self.deliveries.give_back(claims)
         finally:
             for claimed in claims:
                 self.deliveries.done(claimed)
@@ -171,6 +170,6 @@ class JobfleetConsumer(Consumer):
         """Give back the jobs this queue's consumer claimed but never handed out (kept when Redis is away)."""
         pending = self.deliveries.take_pending(self.queue_name)
         try:
-            self.broker.give_back(pending)
+            self.deliveries.give_back(pending)
         except StoreUnavailable:
             self.deliveries.adopt(pending)  # the next consumer of this queue hands them out

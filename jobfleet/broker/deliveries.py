@@ -6,11 +6,29 @@ consumer after a connection error and a new consumer must not forget what the ol
 from __future__ import annotations
 
 import threading
-from collections import deque
-from dataclasses import dataclass, field
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from jobfleet.store.attempts import Ending
+import structlog
+
+from jobfleet.core.errors import StoreUnavailable
+from jobfleet.store.attempts import Attempts, Ending
 from jobfleet.store.delivery import Claimed
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class FleetTimings:
+    """How the broker's worker processes keep each other honest."""
+
+    #: A worker silent this long (Redis time) is dead; its running jobs are recovered.
+    heartbeat_timeout_ms: int = 15_000
+    #: Recoveries of one job after its worker died before it is dead-lettered (crash_loop).
+    max_interruptions: int = 3
+    #: How long a job for an actor this worker lacks waits for a worker that has it.
+    hold_ms: int = 15_000
 
 
 @dataclass
@@ -22,20 +40,26 @@ class Unrecorded:
     tries: int = 0
 
 
-@dataclass
 class Deliveries:
-    """The process's claims. ``slots`` is its worker thread count: it never holds more unfinished claims than
-    threads, so a job shows ``running`` only while a thread is about to run or runs it."""
+    """The process's claims and the store calls it makes with them. ``slots`` is its worker thread count: it never
+    holds more unfinished claims than threads, so a job shows ``running`` only while a thread is about to run it or
+    runs it. ``queues`` are the queues the process declared (it recovers dead workers' jobs of those)."""
 
-    slots: int = 1
-    draining: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    slot_freed: threading.Event = field(default_factory=threading.Event)
-    pending: dict[str, deque[Claimed]] = field(default_factory=dict)
-    in_hand: dict[str, Claimed] = field(default_factory=dict)
-    unrecorded: deque[Unrecorded] = field(default_factory=deque)
-    #: (partition, queue) whose last fetch or finish may have claimed jobs this process never heard of.
-    suspect: set[tuple[int, str]] = field(default_factory=set)
+    def __init__(self, attempts: Attempts, timings: FleetTimings) -> None:
+        self.attempts = attempts
+        self.timings = timings
+        self.keys = attempts.keys
+        self.queues: set[str] = set()
+        self.slots = 1
+        self.draining = False
+        self.lock = threading.Lock()
+        self.slot_freed = threading.Event()
+        self.pending: dict[str, deque[Claimed]] = {}
+        self.in_hand: dict[str, Claimed] = {}
+        self.unrecorded: deque[Unrecorded] = deque()
+        #: (partition, queue) whose last fetch or finish may have claimed jobs this process never heard of.
+        self.suspect: set[tuple[int, str]] = set()
+        self._held_reported: dict[str, int] = defaultdict(int)
 
     def free_slots(self) -> int:
         """How many more jobs this process may claim now."""
@@ -88,3 +112,37 @@ class Deliveries:
         """The claims this process's threads hold now."""
         with self.lock:
             return list(self.in_hand.values())
+
+    def give_back(self, claims: Iterable[Claimed]) -> None:
+        """Release claims that never ran (raise StoreUnavailable when Redis is away: they stay claimed and come back
+        through recovery)."""
+        by_queue: dict[tuple[int, str], list[Claimed]] = defaultdict(list)
+        for claimed in claims:
+            by_queue[claimed.partition, claimed.queue].append(claimed)
+        for (partition, queue), group in by_queue.items():
+            released = self.attempts.release(partition, queue, group)
+            if released:
+                log.info("gave back claims of jobs that never ran", queue=queue, count=released)
+
+    def keep_unrecorded(self, claimed: Claimed, ending: Ending, exc: StoreUnavailable) -> None:
+        """Keep an outcome Redis could not take; the background loop records it once Redis answers."""
+        log.error(
+            "could not record an outcome; kept to record it when Redis answers",
+            job_id=claimed.job_id,
+            outcome=ending.outcome,
+            error=str(exc),
+        )
+        with self.lock:
+            self.unrecorded.append(Unrecorded(claimed, ending))
+
+    def report_held(self, queue: str, actors: list[str]) -> None:
+        """Say (once per 100 per actor) that jobs for actors this worker lacks were held back for other workers."""
+        for actor in actors:
+            self._held_reported[actor] += 1
+            if self._held_reported[actor] % 100 == 1:
+                log.warning(
+                    "held back a job for an actor this worker does not have (another worker must run it)",
+                    queue=queue,
+                    actor=actor,
+                    times=self._held_reported[actor],
+                )

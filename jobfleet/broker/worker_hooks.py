@@ -7,17 +7,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dramatiq
 import structlog
 from dramatiq.middleware import Middleware
 
+from jobfleet.broker.deliveries import Deliveries
 from jobfleet.core.errors import StoreUnavailable
 from jobfleet.store.delivery import Claimed
-
-if TYPE_CHECKING:
-    from jobfleet.broker.broker import JobfleetBroker
 
 log = structlog.get_logger(__name__)
 
@@ -31,37 +29,38 @@ _FLUSH_ON_EXIT_S = 5.0
 class WorkerHooks(Middleware):
     """Sizes the worker's claims to its threads and runs the FleetLoop while the worker runs."""
 
-    def __init__(self, broker: JobfleetBroker) -> None:
-        self.broker = broker
+    def __init__(self, deliveries: Deliveries) -> None:
+        self.deliveries = deliveries
         self.loop: FleetLoop | None = None
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         """Called before a worker starts fetching: one claim per worker thread; start the loop."""
-        self.broker.deliveries.slots = worker.worker_threads
-        self.broker.deliveries.draining = False
-        self.loop = FleetLoop(self.broker, worker)
+        self.deliveries.slots = worker.worker_threads
+        self.deliveries.draining = False
+        self.loop = FleetLoop(self.deliveries, worker)
         self.loop.start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         """Called when a worker starts draining: finishing threads stop taking their next job."""
-        self.broker.deliveries.draining = True
+        self.deliveries.draining = True
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         """Called when a worker stopped: mark attempts still running past the deadline as drained, let the other
         workers recover them right away, record what is still unrecorded, stop the loop."""
         if self.loop is not None:
-            self.loop.exit(self.broker.deliveries.running())
+            self.loop.exit(self.deliveries.running())
             self.loop = None
 
 
 class FleetLoop(threading.Thread):
     """Heartbeat, recover, record unrecorded outcomes and watch the consumer threads, until stopped."""
 
-    def __init__(self, broker: JobfleetBroker, worker: Any) -> None:
+    def __init__(self, deliveries: Deliveries, worker: Any) -> None:
         super().__init__(name="jobfleet-fleet", daemon=True)
-        self.broker = broker
+        self.deliveries = deliveries
+        self.attempts = deliveries.attempts
         self.worker = worker
-        self.timeout_ms = broker.timings.heartbeat_timeout_ms
+        self.timeout_ms = deliveries.timings.heartbeat_timeout_ms
         self.interval = max(0.2, self.timeout_ms / 3000)
         self._stopping = threading.Event()
         # When Redis was last seen answering after not answering (or this process started): until one heartbeat
@@ -85,13 +84,13 @@ class FleetLoop(threading.Thread):
                 next_recovery = now + self.interval
             self._record_unrecorded()
             self._watch_consumers()
-            self._stopping.wait(0.1 if self.broker.deliveries.unrecorded else min(self.interval, 0.5))
+            self._stopping.wait(0.1 if self.deliveries.unrecorded else min(self.interval, 0.5))
 
     # --- heartbeats and recovery ---
     def _heartbeat(self, age_ms: int = 0) -> bool:
         try:
-            for partition in range(self.broker.keys.partitions):
-                self.broker.attempts.heartbeat(
+            for partition in range(self.deliveries.keys.partitions):
+                self.attempts.heartbeat(
                     partition, forget_after_ms=self.timeout_ms * _FORGET_AFTER_TIMEOUTS, age_ms=age_ms
                 )
         except StoreUnavailable as exc:
@@ -101,22 +100,21 @@ class FleetLoop(threading.Thread):
             return False
         if self.connected_since is None:
             self.connected_since = time.monotonic()
-            log.info(
-                "heartbeating; recovering other workers' jobs after one heartbeat timeout", worker=self.broker.broker_id
-            )
+            worker_id = self.attempts.worker_id
+            log.info("heartbeating; recovering other workers' jobs after one heartbeat timeout", worker=worker_id)
         return True
 
     def _may_recover(self, now: float) -> bool:
         return self.connected_since is not None and now - self.connected_since >= self.timeout_ms / 1000
 
     def _recover(self) -> None:
-        timings = self.broker.timings
-        for partition in range(self.broker.keys.partitions):
-            for queue in sorted(self.broker.queues):
+        timings = self.deliveries.timings
+        for partition in range(self.deliveries.keys.partitions):
+            for queue in sorted(self.deliveries.queues):
                 offset = 0
                 while True:
                     try:
-                        recovered, dead, looked = self.broker.attempts.recover(
+                        recovered, dead, looked = self.attempts.recover(
                             partition,
                             queue,
                             heartbeat_timeout_ms=self.timeout_ms,
@@ -135,12 +133,12 @@ class FleetLoop(threading.Thread):
 
     # --- outcomes Redis could not take ---
     def _record_unrecorded(self, deadline: float | None = None) -> None:
-        deliveries = self.broker.deliveries
+        deliveries = self.deliveries
         while deliveries.unrecorded and (deadline is None or time.monotonic() < deadline):
             with deliveries.lock:
                 item = deliveries.unrecorded.popleft()
             try:
-                verdict, _, _ = self.broker.attempts.finish(item.claimed, item.ending)
+                verdict, _, _ = self.attempts.finish(item.claimed, item.ending)
             except StoreUnavailable:
                 item.tries += 1
                 with deliveries.lock:
@@ -168,15 +166,15 @@ class FleetLoop(threading.Thread):
             by_queue[claimed.partition, claimed.queue].append(claimed)
         try:
             for (partition, queue), claims in by_queue.items():
-                marked = self.broker.attempts.mark_drained(partition, queue, claims)
+                marked = self.attempts.mark_drained(partition, queue, claims)
                 log.warning("attempts still running at the drain deadline are given back", queue=queue, count=marked)
         except StoreUnavailable as exc:
             log.error("could not mark running attempts as drained; they will count as interrupted", error=str(exc))
         self._record_unrecorded(deadline=time.monotonic() + _FLUSH_ON_EXIT_S)
-        if self.broker.deliveries.unrecorded:
+        if self.deliveries.unrecorded:
             log.error(
                 "exiting with outcomes Redis never took: those jobs run again after recovery",
-                count=len(self.broker.deliveries.unrecorded),
+                count=len(self.deliveries.unrecorded),
             )
         # Heartbeat as if silent for all but a second: the others recover what this worker leaves right after it
         # exits instead of a whole heartbeat timeout later.

@@ -15,7 +15,8 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from jobfleet.core.errors import ConfigError
-from jobfleet.core.settings import RedisTopology, Settings, parse_redis_url, redact_url
+from jobfleet.core.redis_url import RedisTopology, parse_redis_url, redact_url
+from jobfleet.core.settings import Settings
 
 HEALTH_CHECK_SECONDS = 15
 

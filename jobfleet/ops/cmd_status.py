@@ -15,7 +15,8 @@ import redis
 from jobfleet.core.errors import StoreUnavailable
 from jobfleet.core.redis_check import check_durability
 from jobfleet.core.redis_client import make_client
-from jobfleet.core.settings import Settings, redact_url
+from jobfleet.core.redis_url import redact_url
+from jobfleet.core.settings import Settings
 from jobfleet.store.dead_letters import DeadLetters, Filter
 from jobfleet.store.factory import open_store
 from jobfleet.store.queue_state import build_reader

@@ -15,7 +15,8 @@ import redis
 
 from jobfleet.core.redis_check import DurabilityCheck, check_durability
 from jobfleet.core.redis_client import make_client
-from jobfleet.core.settings import Settings, redact_url
+from jobfleet.core.redis_url import redact_url
+from jobfleet.core.settings import Settings
 from jobfleet.ops.embedded_redis import port_open, start_redis
 
 # The processes of the fleet; each runs as `jobfleet <name>`.

@@ -20,7 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from jobfleet.core.settings import Settings, redact_url
+from jobfleet.core.redis_url import redact_url
+from jobfleet.core.settings import Settings
 from jobfleet.ops.embedded_redis import port_open
 from jobfleet.ops.fleet import check_redis, component_argv, component_env, find_or_start_redis, reachable_host
 from jobfleet.ops.stack_components import Component, start_time

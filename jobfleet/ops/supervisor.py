@@ -17,7 +17,8 @@ from pathlib import Path
 import structlog
 
 from jobfleet.core.redis_check import warn_if_unsafe
-from jobfleet.core.settings import Settings, redact_url
+from jobfleet.core.redis_url import redact_url
+from jobfleet.core.settings import Settings
 from jobfleet.ops.fleet import COMPONENTS, check_redis, component_argv, component_env, find_or_start_redis
 
 log = structlog.get_logger(__name__)

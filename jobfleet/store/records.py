@@ -133,15 +133,20 @@ def _message(encoded: str) -> dict[str, Any] | None:
     return decoded if isinstance(decoded, dict) else None
 
 
+# The order of events that share a millisecond: acceptance, a start, what happens during it, how it ended, then what
+# operators did after.
+_PHASE = {"accepted": 0, "started": 1, "progress": 2, "cancel_requested": 2, "held": 2, "released": 2, "replayed": 4}
+
+
 def events(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The job's event trail, oldest first, derived from its record (accepted, each attempt's start and outcome,
     cancel, replay, give-backs, the latest progress, holds and purge)."""
     fields: dict[str, str] = record["_fields"]
-    out: list[tuple[float, str, str, dict[str, Any]]] = []
+    out: list[tuple[float, int, str, str, dict[str, Any]]] = []
 
     def add(at: float | None, name: str, data: dict[str, Any], key: str) -> None:
-        if at is not None:
-            out.append((at, key, name, data))
+        if at is not None:  # events of one millisecond keep their lifecycle order
+            out.append((at, _PHASE.get(name, 3), key, name, data))
 
     add(record["enqueued_at"], "accepted", {"type": record["type"], "caller": record["caller"]}, "accepted")
     for entry in record["history"]:
@@ -166,8 +171,8 @@ def events(record: dict[str, Any]) -> list[dict[str, Any]]:
         add(int(at) / 1000, "progress", {"progress": int(percent), "message": text}, f"progress.{n}")
     add(_seconds(fields.get("held")), "held", {"reason": "no worker with this actor took it"}, "held")
     add(_seconds(fields.get("purged")), "purged", {}, "purged")
-    out.sort(key=lambda e: e[0])
-    return [{"id": key, "event": name, "at": at, "data": data} for at, key, name, data in out]
+    out.sort(key=lambda e: (e[0], e[1]))
+    return [{"id": key, "event": name, "at": at, "data": data} for at, _, key, name, data in out]
 
 
 def dead_letter(record: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,8 @@ import redis
 
 from jobfleet.core.errors import ConfigError
 from jobfleet.core.redis_client import describe_topology, make_client
-from jobfleet.core.settings import RedisTopology, Settings, parse_redis_url
+from jobfleet.core.redis_url import RedisTopology, parse_redis_url
+from jobfleet.core.settings import Settings
 
 SENTINELS = "redis+sentinel://jobfleet:s3cret@10.0.0.1:26379,10.0.0.2,[::1]:26380/mymaster/2"
 

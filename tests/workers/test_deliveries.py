@@ -213,7 +213,7 @@ def test_drain_marks_attempts_still_running_so_their_recovery_counts_no_crash(
         claimed = state_of(handed).claimed
         assert claimed is not None
         # What WorkerHooks does when the worker stops: the loop exits with the attempts still running
-        FleetLoop(broker, SimpleNamespace(consumers={})).exit(broker.deliveries.running())
+        FleetLoop(broker.deliveries, SimpleNamespace(consumers={})).exit(broker.deliveries.running())
     # Then the job is marked drained and this worker's heartbeat is aged, so another worker recovers it soon and
     # gives it back instead of counting an interruption
     assert redis_client.hget(KEYS.job(job_id), "drain") == b"1"

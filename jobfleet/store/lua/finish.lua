@@ -24,10 +24,12 @@ else
   end
   local attempt, n, replay = "a" .. ARGV[22], ARGV[4], ARGV[23]
   if outcome == "succeeded" then
-    redis.call("HSET", KEYS[1], "state", "succeeded", "finished", now, "result", ARGV[6], "worker", "",
-      attempt, attempt_line(ARGV[5], now, outcome, "", n, replay))
-    if ARGV[14] ~= "1" then
-      redis.call("HSET", KEYS[1], "msg", "")  -- a succeeded job keeps no payload unless asked to
+    local line = attempt_line(ARGV[5], now, outcome, "", n, replay)
+    if ARGV[14] == "1" then
+      redis.call("HSET", KEYS[1], "state", "succeeded", "finished", now, "result", ARGV[6], "worker", "", attempt, line)
+    else  -- a succeeded job keeps no payload unless asked to
+      redis.call("HSET", KEYS[1], "state", "succeeded", "finished", now, "result", ARGV[6], "worker", "", attempt, line,
+        "msg", "")
     end
     redis.call("EXPIRE", KEYS[1], ARGV[13])
   elseif outcome == "retrying" then
