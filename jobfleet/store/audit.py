@@ -35,11 +35,9 @@ class Audit:
     ) -> None:
         """Append an action that has no script of its own (a bulk replay's summary) to partition 0's stream."""
         with redis_errors("write audit"):
-            seconds, micros = self.store.client.time()  # Redis's clock, as the scripts use
-            self.store.client.xadd(
+            self.store.client.xadd(  # the entry's id is Redis's time: the "at" of every audit entry
                 self.keys.audit(0),
                 {
-                    "at": seconds * 1000 + micros // 1000,
                     "who": caller,
                     "key_id": key_id,
                     "action": action,
@@ -64,7 +62,7 @@ class Audit:
             out.append(
                 {
                     "id": entry_id.decode(),
-                    "at": int(fields.get("at") or 0) / 1000,
+                    "at": _entry_id(entry_id.decode())[0] / 1000,
                     "who": fields.get("who", ""),
                     "key_id": fields.get("key_id", ""),
                     "action": fields.get("action", ""),

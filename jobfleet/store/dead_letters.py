@@ -114,7 +114,8 @@ class DeadLetters:
         partition is read in index order and the partitions merged, so a page costs O(limit x partitions)."""
         start = _cursor(cursor)
         streams = [self._walk(p, filt, start) for p in range(self.keys.partitions)]
-        merged = heapq.merge(*streams, key=lambda row: (-row[0], row[1]))
+        # Each stream runs newest first, ties by descending id (ZREVRANGEBYSCORE's order): merge in that order.
+        merged = heapq.merge(*streams, key=lambda row: (row[0], row[1]), reverse=True)
         items, last = [], None
         for ms, job_id, entry in merged:
             items.append(summary(entry))

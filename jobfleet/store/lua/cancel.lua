@@ -25,6 +25,6 @@ else
   return {"refused", state}
 end
 redis.call("HSET", KEYS[1], "cancel_request", ARGV[7], "cancel_previous", state)
-redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "at", now, "who", ARGV[2], "key_id", ARGV[3],
+redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "who", ARGV[2], "key_id", ARGV[3],
   "action", "cancel", "target", ARGV[1], "count", 1, "detail", "{}")
 return {"ok", state}

@@ -14,6 +14,6 @@ redis.call("EXPIRE", KEYS[1], ARGV[4])
 for _, index in ipairs({KEYS[3], ARGV[6] .. f[2], ARGV[7] .. f[3], ARGV[8] .. (f[4] or "")}) do
   redis.call("ZREM", index, ARGV[1])
 end
-redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "at", now, "who", ARGV[2], "key_id", ARGV[3],
+redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "who", ARGV[2], "key_id", ARGV[3],
   "action", "purge", "target", ARGV[1], "count", 1, "detail", "{}")
 return 1

@@ -29,7 +29,7 @@ for _, index in ipairs({KEYS[3], ARGV[7] .. f[2], ARGV[8] .. f[3], ARGV[9] .. (f
   redis.call("ZREM", index, ARGV[1])
 end
 if ARGV[5] ~= "" then
-  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "at", now, "who", ARGV[3], "key_id", ARGV[4],
+  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "who", ARGV[3], "key_id", ARGV[4],
     "action", "replay", "target", ARGV[1], "count", 1, "detail", "{}")
 end
 return {"ok", replays}
