@@ -46,6 +46,8 @@ def submit(
     schedule: str = "",
     trace_context: dict[str, str] | None = None,
     max_queue_depth: int = 0,
+    replicas: int = 0,
+    replicas_timeout_ms: int = 500,
 ) -> Submitted:
     """Create and enqueue the job (or find the one an earlier request with this key created)."""
     idempotency = None
@@ -90,6 +92,8 @@ def submit(
         delay_ms=delay_ms,
         idempotency=idempotency,
         max_queue_depth=max_queue_depth,
+        replicas=replicas,
+        replicas_timeout_ms=replicas_timeout_ms,
     )
     if not submitted.created and idempotency and submitted.fingerprint != idempotency[1]:
         raise IdempotencyConflict(

@@ -165,6 +165,8 @@ def enqueue(job_type: str) -> tuple[Response, int]:
         schedule=schedule,
         trace_context=current_trace_context(),
         max_queue_depth=svc.settings.max_queue_depth,
+        replicas=svc.settings.accept_replicas,
+        replicas_timeout_ms=svc.settings.accept_replicas_timeout_ms,
     )
     status_url = f"/v1/jobs/{submitted.job_id}"
     body_out = JobAccepted(

@@ -12,6 +12,7 @@ from jobfleet.core.errors import (
     IdempotencyConflict,
     InvalidTransition,
     JobNotFound,
+    NotReplicated,
     QueueFull,
     RateLimited,
     StoreUnavailable,
@@ -107,6 +108,19 @@ def init_app(app: Flask) -> None:
                 str(exc),
                 headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
                 queue=exc.queue,
+            )
+        )
+
+    @app.errorhandler(NotReplicated)
+    def _not_replicated(exc: NotReplicated) -> Response:
+        return problem_response(
+            Problem(
+                503,
+                "not-replicated",
+                "Service Unavailable",
+                str(exc),
+                headers={"Retry-After": "1"},
+                job_id=exc.job_id,
             )
         )
 

@@ -59,6 +59,15 @@ class IdempotencyConflict(JobfleetError):
         self.job_id = job_id
 
 
+class NotReplicated(JobfleetError):
+    """Raised when an accepted job was not confirmed by JOBFLEET_ACCEPT_REPLICAS replicas in time; the API answers 503
+    and the job exists (a retry with the same Idempotency-Key gets it back)."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 class RateLimited(JobfleetError):
     """Raised when a caller has used up its request budget (token bucket); the API answers 429."""
 

@@ -219,6 +219,18 @@ class Settings:
         "Messages a queue may hold (ready + delayed + in flight) before enqueue answers 503 (0: no limit)",
         100_000,
     )
+    accept_replicas: int = _var(
+        "JOBFLEET_ACCEPT_REPLICAS",
+        _pos_int(0),
+        "Replicas that must have a job before the API answers 202 (Redis WAIT; 0: the primary's word is enough)",
+        0,
+    )
+    accept_replicas_timeout_ms: int = _var(
+        "JOBFLEET_ACCEPT_REPLICAS_TIMEOUT_MS",
+        _pos_int(1),
+        "How long an enqueue waits for those replicas before it answers 503 (the job exists; retry with its key)",
+        500,
+    )
     max_json_depth: int = _var("JOBFLEET_MAX_JSON_DEPTH", _pos_int(1), "Deepest nesting of a request body", 32)
     max_json_items: int = _var(
         "JOBFLEET_MAX_JSON_ITEMS", _pos_int(1), "Most keys + array elements in a request body", 10_000

@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 
 import redis
 
-from jobfleet.core.errors import InvalidTransition, JobNotFound, QueueFull, StoreUnavailable
+from jobfleet.core.errors import InvalidTransition, JobNotFound, NotReplicated, QueueFull, StoreUnavailable
 from jobfleet.store.keys import Keys
 from jobfleet.store.records import decode_record, events
 from jobfleet.store.scripts import Scripts, redis_errors
@@ -86,10 +86,15 @@ class JobStore:
         delay_ms: int = 0,
         idempotency: tuple[str, str, int] | None = None,
         max_queue_depth: int = 0,
+        replicas: int = 0,
+        replicas_timeout_ms: int = 500,
     ) -> Submitted:
         """Create the job (its record and its place on the queue) unless it exists; ``idempotency`` is
         (record digest, request fingerprint, ttl s) for requests with an Idempotency-Key, whose record lives in the
-        job's partition. Raise QueueFull when the queue partition holds ``max_queue_depth`` jobs (0: no limit)."""
+        job's partition. Raise QueueFull when the queue partition holds ``max_queue_depth`` jobs (0: no limit).
+
+        With ``replicas``, the call returns only once that many replicas have the job (Redis WAIT), else raises
+        NotReplicated: the job exists, and a retry with the same Idempotency-Key finds it and waits again."""
         partition = self.keys.partition_of(job_id)
         keys = [self.keys.job(job_id), self.keys.queue(partition, queue_name)]
         digest, fingerprint, ttl = idempotency or ("", "", 0)
@@ -98,8 +103,20 @@ class JobStore:
         flat: list[Any] = []
         for name, value in fields.items():
             flat += [name, value]
-        args = [job_id, delay_ms, fingerprint, ttl, max_queue_depth, *flat]
-        reply = retry_idempotent(lambda: self.scripts.call("submit", keys, args))
+        args = [job_id, delay_ms, fingerprint, ttl, max_queue_depth, 1 if replicas else 0, *flat]
+        if replicas:
+            reply, acknowledged = retry_idempotent(
+                lambda: self.scripts.call_and_wait("submit", keys, args, replicas, replicas_timeout_ms)
+            )
+            if acknowledged < replicas and reply[0] != b"full":
+                raise NotReplicated(
+                    f"job {reply[1].decode()} was accepted by the primary but only {acknowledged} of {replicas} "
+                    f"replicas confirmed it within {replicas_timeout_ms} ms (JOBFLEET_ACCEPT_REPLICAS); retry with "
+                    "the same Idempotency-Key to get it back once they do",
+                    reply[1].decode(),
+                )
+        else:
+            reply = retry_idempotent(lambda: self.scripts.call("submit", keys, args))
         verdict, value = reply[0].decode(), reply[1].decode()
         if verdict == "created":
             return Submitted(value, True, fingerprint)

@@ -74,6 +74,7 @@ class Scripts:
     """The scripts registered on one client; ``call`` runs one by name (EVALSHA, loading it on NOSCRIPT)."""
 
     def __init__(self, client: redis.Redis) -> None:
+        self.client = client
         self._scripts: dict[str, Script] = {name: client.register_script(script_source(name)) for name in SCRIPTS}
 
     def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -81,3 +82,16 @@ class Scripts:
         scripts that are idempotent (all but fetch, and finish when it takes the next job)."""
         with redis_errors(name):
             return self._scripts[name](keys=list(keys), args=list(args))
+
+    def call_and_wait(self, name: str, keys: Sequence[str], args: Sequence[Any], replicas: int, timeout_ms: int) -> Any:
+        """Run script ``name`` and then WAIT for ``replicas`` replicas to have its writes, on the same connection
+        (WAIT counts the writes of its own connection) of the node that holds ``keys``; return (reply, replicas
+        that acknowledged). Raise StoreUnavailable when Redis fails."""
+        node = self.client
+        if hasattr(self.client, "get_node_from_key"):  # Redis Cluster: the master of the keys' slot
+            node = self.client.get_redis_connection(self.client.get_node_from_key(keys[0]))  # type: ignore[attr-defined]
+        with redis_errors(name), node.pipeline(transaction=False) as pipe:
+            self._scripts[name](keys=list(keys), args=list(args), client=pipe)
+            pipe.execute_command("WAIT", replicas, timeout_ms)  # type: ignore[no-untyped-call]
+            reply, acknowledged = pipe.execute()
+        return reply, int(acknowledged)
