@@ -22,8 +22,10 @@ from jobfleet.core.errors import StoreUnavailable
 from jobfleet.core.redis_client import make_client
 from jobfleet.core.settings import Settings
 from jobfleet.core.telemetry import serve_metrics
+from jobfleet.store.factory import keys_for
 from jobfleet.store.keys import Keys
 from jobfleet.store.queue_state import QueueReader, QueueSpec, Snapshot, queue_specs
+from jobfleet.store.scripts import redis_errors
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +60,15 @@ class QueueCollector(Collector):
             self.version = "unknown"
 
     def read(self) -> Snapshot:
-        """Read the current state from Redis (raise StoreUnavailable when it cannot)."""
+        """Read the current state from Redis (raise StoreUnavailable when it cannot), for the job types' queues and
+        every queue producers declared (teams' own actors)."""
+        with redis_errors("read the queue registry"):
+            raw = self.reader.client.smembers(self.reader.keys.queues())
+        declared = {m.decode() for m in raw}  # type: ignore[union-attr]
+        known = {q.name for q in self.queues}
+        if not declared <= known:
+            self.queues = queue_specs(declared | known)
+            self.reader.queues = self.queues
         return self.reader.read()
 
     def collect(self) -> Iterator[Metric]:
@@ -118,6 +128,29 @@ class QueueCollector(Collector):
             for queue, value in values.items():
                 family.add_metric([queue], value)
             yield family
+        partition_depth = GaugeMetricFamily(
+            "jobfleet_queue_partition_depth",
+            "Jobs ready to run in one partition of a queue",
+            labels=["queue", "partition"],
+        )
+        partition_age = GaugeMetricFamily(
+            "jobfleet_queue_partition_oldest_message_age_seconds",
+            "Age of the oldest ready job in one partition of a queue, 0 when empty",
+            labels=["queue", "partition"],
+        )
+        for (queue, partition), depth in sorted(s.depth_by_partition.items()):
+            partition_depth.add_metric([queue, str(partition)], depth)
+            partition_age.add_metric([queue, str(partition)], s.oldest_age_by_partition.get((queue, partition), 0.0))
+        yield partition_depth
+        yield partition_age
+        held = CounterMetricFamily(
+            "jobfleet_jobs_held_back",
+            "Times a job was held back because the worker that took it lacks its actor (a deploy in progress?)",
+            labels=["queue", "actor"],
+        )
+        for (queue, actor), count in sorted(s.held_back.items()):
+            held.add_metric([queue, actor], count)
+        yield held
         longest = GaugeMetricFamily(
             "jobfleet_job_running_longest_seconds",
             "How long the longest-running job has been running",
@@ -139,7 +172,7 @@ def build_registry(settings: Settings, client: redis.Redis | None = None) -> Col
     registry.register(
         QueueCollector(
             client or make_client(settings),
-            Keys(settings.namespace),
+            keys_for(settings),
             queue_specs(),
             dlq_retention_seconds=settings.dlq_retention_seconds,
             heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,

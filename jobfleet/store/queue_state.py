@@ -39,8 +39,11 @@ class Snapshot:
     dlq_oldest_age: dict[str, float]
     running_longest: dict[tuple[str, str], float]
     workers_live: int
-    #: (queue, partition) -> ready jobs, for per-partition views.
+    #: (queue, partition) -> ready jobs, and the age of the oldest one (s), for per-partition views.
     depth_by_partition: dict[tuple[str, int], int] = field(default_factory=dict)
+    oldest_age_by_partition: dict[tuple[str, int], float] = field(default_factory=dict)
+    #: (queue, actor) -> times a job was held back because a worker lacked its actor (a counter, since the start).
+    held_back: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class QueueReader:
@@ -63,7 +66,7 @@ class QueueReader:
         self.heartbeat_timeout_ms = int(heartbeat_timeout_seconds * 1000)
 
     def _keys(self, partition: int) -> list[str]:
-        keys = [self.keys.heartbeats(partition)]
+        keys = [self.keys.heartbeats(partition), self.keys.held_back(partition)]
         for queue in self.queues:
             keys += [
                 self.keys.queue(partition, queue.name),
@@ -97,8 +100,12 @@ class QueueReader:
     def _add(self, snap: Snapshot, partition: int, reply: list[Any], names: list[str]) -> None:
         now = int(reply[0])
         snap.workers_live = max(snap.workers_live, int(reply[1]))  # every live worker heartbeats every partition
+        held = reply[2]
+        for field_name, count in zip(held[::2], held[1::2], strict=True):
+            queue, _, actor = field_name.decode().partition("|")
+            snap.held_back[queue, actor] = snap.held_back.get((queue, actor), 0) + int(count)
         for i, name in enumerate(names):
-            ready, delayed, oldest, in_flight, started, actor, dead, dead_oldest = reply[2 + i * _PER_QUEUE :][
+            ready, delayed, oldest, in_flight, started, actor, dead, dead_oldest = reply[3 + i * _PER_QUEUE :][
                 :_PER_QUEUE
             ]
             snap.depth[name] += int(ready)
@@ -106,8 +113,9 @@ class QueueReader:
             snap.delayed[name] += int(delayed)
             snap.in_flight[name] += int(in_flight)
             snap.dlq_depth[name] += int(dead)
-            if oldest:
-                snap.oldest_age[name] = max(snap.oldest_age[name], (now - int(oldest)) / 1000)
+            age = (now - int(oldest)) / 1000 if oldest else 0.0
+            snap.oldest_age_by_partition[name, partition] = age
+            snap.oldest_age[name] = max(snap.oldest_age[name], age)
             if dead_oldest:
                 snap.dlq_oldest_age[name] = max(snap.dlq_oldest_age[name], (now - int(float(dead_oldest))) / 1000)
             if started:

@@ -1,14 +1,16 @@
 -- Read one partition's state for the exporter and `jobfleet status` in one call, bounded by the number of queues:
 -- per queue the ready and delayed counts, the oldest due job, the in-flight count, the longest-running attempt and
 -- its actor, and the dead letters; live workers. Reads only.
--- KEYS: 1 heartbeats zset, then per queue three keys: queue zset, running zset, dlq index of the queue
+-- KEYS: 1 heartbeats zset, 2 held-back counts hash, then per queue three keys: queue zset, running zset, dlq index
+--       of the queue
 -- ARGV: 1 heartbeat timeout ms, 2 dlq window ms, 3 job key prefix
--- Returns {now, live workers, then per queue: ready, delayed, oldest due ms ("" = none), in flight,
---          longest-running start ms ("" = none), its actor, dead letters, oldest dead letter ms ("" = none)}
+-- Returns {now, live workers, held-back counts (flat field/value list), then per queue: ready, delayed, oldest due ms
+--          ("" = none), in flight, longest-running start ms ("" = none), its actor, dead letters, oldest dead letter
+--          ms ("" = none)}
 local now = now_ms()
-local out = {now, redis.call("ZCOUNT", KEYS[1], now - tonumber(ARGV[1]), "+inf")}
+local out = {now, redis.call("ZCOUNT", KEYS[1], now - tonumber(ARGV[1]), "+inf"), redis.call("HGETALL", KEYS[2])}
 local dlq_since = now - tonumber(ARGV[2])
-for i = 2, #KEYS, 3 do
+for i = 3, #KEYS, 3 do
   local queue, running, dlq = KEYS[i], KEYS[i + 1], KEYS[i + 2]
   local total = redis.call("ZCARD", queue)
   local ready = redis.call("ZCOUNT", queue, "-inf", now)
