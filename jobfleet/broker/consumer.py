@@ -69,13 +69,14 @@ class JobfleetConsumer(Consumer):
         got = 0
         for step in range(self.partitions):
             partition = (self._start + step) % self.partitions
-            try:
-                claimed, held = self.attempts.fetch(partition, self.queue_name, want - got)
-            except StoreUnavailable:
-                self.deliveries.suspect.add((partition, self.queue_name))  # its reply may have claimed jobs
-                raise  # a BrokerConnectionError: Dramatiq restarts this consumer
+            with self.deliveries.claiming():
+                try:
+                    claimed, held = self.attempts.fetch(partition, self.queue_name, want - got)
+                except StoreUnavailable:
+                    self.deliveries.suspect.add((partition, self.queue_name))  # its reply may have claimed jobs
+                    raise  # a BrokerConnectionError: Dramatiq restarts this consumer
+                self.deliveries.adopt(claimed)
             self.deliveries.report_held(self.queue_name, held)
-            self.deliveries.adopt(claimed)
             got += len(claimed)
             if got >= want:
                 break
@@ -86,7 +87,9 @@ class JobfleetConsumer(Consumer):
         for partition, queue in sorted(self.deliveries.suspect):
             if queue != self.queue_name:
                 continue
-            released = self.attempts.reconcile(partition, queue, self.deliveries.held_in(partition, queue))
+            with self.deliveries.reconciling():
+                held = self.deliveries.held_in(partition, queue)
+                released = self.attempts.reconcile(partition, queue, held)
             self.deliveries.suspect.discard((partition, queue))
             if released:
                 log.warning("gave back jobs a call with a lost reply had claimed", queue=queue, count=released)
@@ -146,14 +149,15 @@ class JobfleetConsumer(Consumer):
         )
         take = 0 if self.deliveries.draining else 1
         try:
-            _, following, held = self.attempts.finish(claimed, ending, take_next=take)
+            with self.deliveries.claiming():
+                _, following, held = self.attempts.finish(claimed, ending, take_next=take)
+                self.deliveries.adopt(following)
         except StoreUnavailable as exc:
             if take:
                 self.deliveries.suspect.add((claimed.partition, claimed.queue))
             self.deliveries.keep_unrecorded(claimed, ending, exc)
         else:
             self.deliveries.report_held(claimed.queue, held)
-            self.deliveries.adopt(following)
         finally:
             self.deliveries.done(claimed)
 

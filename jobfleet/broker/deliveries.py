@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
@@ -60,6 +61,40 @@ class Deliveries:
         #: (partition, queue) whose last fetch or finish may have claimed jobs this process never heard of.
         self.suspect: set[tuple[int, str]] = set()
         self._held_reported: dict[str, int] = defaultdict(int)
+        # Calls that may claim jobs (a fetch, a finish that takes the next job) against a reconcile: a reconcile gives
+        # back what Redis says this process holds and it does not, so it must not run while a claiming call's reply
+        # is on its way (that call's jobs would be given back and handed out too: run twice).
+        self._gate = threading.Condition()
+        self._claiming = 0
+        self._reconciling = False
+
+    @contextmanager
+    def claiming(self) -> Iterator[None]:
+        """Around a call that may claim jobs and the adoption of what it claimed."""
+        with self._gate:
+            while self._reconciling:
+                self._gate.wait()
+            self._claiming += 1
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._claiming -= 1
+                self._gate.notify_all()
+
+    @contextmanager
+    def reconciling(self) -> Iterator[None]:
+        """Around a reconcile: no claiming call is in flight meanwhile."""
+        with self._gate:
+            self._reconciling = True
+            while self._claiming:
+                self._gate.wait()
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._reconciling = False
+                self._gate.notify_all()
 
     def free_slots(self) -> int:
         """How many more jobs this process may claim now."""

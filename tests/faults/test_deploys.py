@@ -68,10 +68,12 @@ def test_repeated_drains_during_a_long_job_never_dead_letter_it(stage: Stage) ->
     job_id = _send(stage, "slow_job", "slow")
     env = {"JOBFLEET_TEST_SLOW_SECONDS": "6", "JOBFLEET_MAX_CRASH_REDELIVERIES": "2"}
     # When four deploys in a row stop the worker mid-job (more than the 2 crashes that would dead-letter it)
-    for _ in range(4):
+    client = stage.client()
+    for deploy in range(1, 5):
         worker = stage.worker(boot="tests.faults.boots:slow", extra_env=env, shutdown_timeout_ms=1000)
         deadline = time.monotonic() + BOUND_S
-        while stage.states([job_id])[job_id] != "running" and time.monotonic() < deadline:
+        # ... each time once this worker has claimed the job afresh (its delivery number is this deploy's)
+        while int(client.hget(KEYS.job(job_id), "tries") or 0) < deploy and time.monotonic() < deadline:
             time.sleep(0.1)
         assert stage.states([job_id])[job_id] == "running", worker.tail()
         worker.terminate()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from jobfleet.store.scripts import script_source
+from jobfleet.store.scripts import SCRIPTS, script_source
 from tests.faults.stage import IntervalReceiver, Stage, post_webhooks
 from tests.faults.toolkit import ReplyProxy
 
@@ -25,7 +26,12 @@ def sha(script: str) -> bytes:
 
 
 @pytest.fixture
-def proxy(stage: Stage) -> ReplyProxy:
+def proxy(stage: Stage) -> Iterator[ReplyProxy]:
+    """A proxy in front of the stage's Redis, which already holds every script: the reply a test drops is then the
+    reply of a script that ran (not a NOSCRIPT error sent before any script runs)."""
+    client = stage.client()
+    for name in SCRIPTS:
+        client.script_load(script_source(name))
     started = ReplyProxy(stage.redis.port).start()
     yield started
     started.stop()

@@ -130,15 +130,16 @@ def _config(client: redis.Redis, name: str) -> str:
 
 @contextlib.contextmanager
 def redis_full(client: redis.Redis) -> Iterator[int]:
-    """Redis is out of memory: ``maxmemory`` just above ``used_memory`` with ``noeviction``, so every command that may
+    """Redis is out of memory: ``maxmemory`` well below ``used_memory`` with ``noeviction``, so every command that may
     grow memory (SET, LPUSH, a script that writes...) fails with ``OOM`` (redis.exceptions.OutOfMemoryError) while
-    reads and DEL work. Yields the limit; restores both settings on exit."""
+    reads and DEL work, and stays full however the data set shrinks meanwhile. Yields the limit; restores both
+    settings on exit."""
     old = {name: _config(client, name) for name in ("maxmemory", "maxmemory-policy")}
     probe = "faults:redis-full-probe"
     try:
         client.config_set("maxmemory-policy", "noeviction")
         for _ in range(5):  # memory moves a little between INFO and the probe write: retry until the write fails
-            limit = int(client.info("memory")["used_memory"]) + 1
+            limit = max(1, int(client.info("memory")["used_memory"]) // 2)
             client.config_set("maxmemory", limit)
             try:
                 client.set(probe, b"x" * 64)
@@ -146,7 +147,7 @@ def redis_full(client: redis.Redis) -> Iterator[int]:
                 break
             client.delete(probe)
         else:
-            raise RuntimeError("writes still succeed with maxmemory just above used_memory")
+            raise RuntimeError("writes still succeed with maxmemory below used_memory")
         yield limit
     finally:
         for name, value in old.items():
