@@ -1,5 +1,5 @@
-"""Messages are JSON, never pickle; a message forged in Redis with an invalid payload is dead-lettered as
-permanent before its side effect."""
+"""Messages are JSON, never pickle; a job forged in Redis (its record and its place on the queue) with an invalid
+payload is dead-lettered as permanent before its side effect."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from dramatiq import Message
 from dramatiq.encoder import JSONEncoder
 from flask.testing import FlaskClient
 
+from jobfleet.core.job_types import JOB_TYPES, JobType
+from jobfleet.store.factory import keys_for
 from jobfleet.store.keys import Keys
+from jobfleet.store.records import new_job_fields
 from tests.conftest import Receiver, RunningWorker, wait_for_state
 
-KEYS = Keys("jobfleet")
 ROOT = Path(__file__).parent.parent.parent
 
 
@@ -26,12 +28,14 @@ def test_the_dramatiq_encoder_is_json_and_the_stored_message_is_plain_json(
     client: FlaskClient, worker: RunningWorker, redis_client: redis.Redis
 ) -> None:
     assert type(dramatiq.get_encoder()) is JSONEncoder
-    worker.worker.stop()  # keep the message in Redis to look at it
+    worker.worker.stop()  # keep the job waiting to look at it
     job_id = client.post("/v1/jobs/report", json={"rows": 3}).get_json()["job_id"]
-    [raw] = redis_client.hvals(KEYS.queue_messages("reports"))
-    decoded = json.loads(raw)
+    keys = keys_for(worker.settings)
+    # The job's record holds the encoded message (field msg); the queue holds only the job's id
+    decoded = json.loads(redis_client.hget(keys.job(job_id), "msg") or b"")
     assert decoded["message_id"] == job_id
     assert decoded["kwargs"] == {"rows": 3, "format": "csv", "seed": 0}
+    assert redis_client.zrange(keys.queue(keys.partition_of(job_id), "reports"), 0, -1) == [job_id.encode()]
 
 
 def test_no_module_uses_pickle_or_marshal() -> None:
@@ -43,34 +47,52 @@ def test_no_module_uses_pickle_or_marshal() -> None:
                 assert f"from {module}" not in text, f"{path} imports {module}"
 
 
-def forge(client: redis.Redis, queue: str, actor: str, kwargs: dict[str, Any], job_type: str) -> str:
-    """Push a message straight into Redis, the way an attacker with Redis access (not the API) would."""
+def forge_record(client: redis.Redis, keys: Keys, job_id: str, job_type: JobType, encoded_message: bytes) -> None:
+    """Write a job record straight into Redis and put it on its queue, the way an attacker with Redis access (not
+    the API) would: the fields submit.lua writes, with a message no API check has seen."""
+    seconds, micros = client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    fields = new_job_fields(
+        encoded_message=encoded_message,
+        job_type=job_type.name,
+        queue=job_type.queue_name,
+        actor=job_type.actor_name,
+        caller="mallory",
+        scoped_key=job_id,
+        trace_id="",
+    )
+    client.hset(
+        keys.job(job_id),
+        mapping={**fields, "state": "queued", "attempts": 0, "token": 0, "enqueued": now_ms, "due": now_ms},
+    )
+    client.zadd(keys.queue(keys.partition_of(job_id), job_type.queue_name), {job_id: now_ms})
+
+
+def forge(client: redis.Redis, keys: Keys, kwargs: dict[str, Any], job_type: JobType) -> str:
+    """Forge a job whose message is a well-formed Dramatiq message with ``kwargs`` as its payload."""
     job_id = uuid.uuid4().hex
-    redis_id = uuid.uuid4().hex
     message: Message[Any] = Message(
-        queue_name=queue,
-        actor_name=actor,
+        queue_name=job_type.queue_name,
+        actor_name=job_type.actor_name,
         args=(),
         kwargs=kwargs,
-        options={"job_type": job_type, "idempotency_key": job_id, "redis_message_id": redis_id},
+        options={"job_type": job_type.name, "idempotency_key": job_id},
         message_id=job_id,
         message_timestamp=int(time.time() * 1000),
     )
-    client.hset(KEYS.queue_messages(queue), redis_id, message.encode())
-    client.rpush(KEYS.queue(queue), redis_id)
+    forge_record(client, keys, job_id, job_type, message.encode())
     return job_id
 
 
 def test_a_forged_message_with_an_invalid_payload_is_dead_lettered_without_its_side_effect(
     client: FlaskClient, worker: RunningWorker, receiver: Receiver, redis_client: redis.Redis
 ) -> None:
-    # Given a webhook message forged in Redis: a valid receiver URL but a header injection and an extra field
+    # Given a webhook job forged in Redis: a valid receiver URL but a header injection and an extra field
     job_id = forge(
         redis_client,
-        "webhooks",
-        "deliver_webhook",
+        keys_for(worker.settings),
         {"url": receiver.url, "payload": {}, "headers": {"X-A": "b\r\nHost: evil"}, "shell": "rm -rf /"},
-        "webhook",
+        JOB_TYPES["webhook"],
     )
     # Then the actor's re-validation refuses it: dead, permanent, one attempt, and no request was made
     body = wait_for_state(client, job_id, {"succeeded", "dead"})
