@@ -1,5 +1,5 @@
 """Messages are JSON, never pickle; a job forged in Redis (its record and its place on the queue) with an invalid
-payload is dead-lettered as permanent before its side effect."""
+payload is dead-lettered as permanent before its side effect, and one whose message cannot be decoded as poison."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from jobfleet.store.factory import keys_for
 from jobfleet.store.keys import Keys
 from jobfleet.store.records import new_job_fields
 from tests.conftest import Receiver, RunningWorker, wait_for_state
+from tests.observability.conftest import wait_for_sample, worker_registry
 
 ROOT = Path(__file__).parent.parent.parent
 
@@ -103,3 +104,44 @@ def test_a_forged_message_with_an_invalid_payload_is_dead_lettered_without_its_s
     assert client.get(f"/v1/dlq/{job_id}").get_json()["reason"] == "permanent"
     time.sleep(0.2)
     assert receiver.requests == []
+
+
+def test_a_forged_record_whose_message_cannot_be_decoded_is_dead_lettered_as_poison_unrun(
+    client: FlaskClient, worker: RunningWorker, receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    # Given forged webhook jobs whose message is not a Dramatiq message: bytes that are not JSON, and JSON that
+    # names the receiver but lacks the message's fields
+    keys = keys_for(worker.settings)
+    garbage, not_a_message = uuid.uuid4().hex, uuid.uuid4().hex
+    forge_record(redis_client, keys, garbage, JOB_TYPES["webhook"], b"\xff not json")
+    forge_record(
+        redis_client,
+        keys,
+        not_a_message,
+        JOB_TYPES["webhook"],
+        json.dumps({"kwargs": {"url": receiver.url, "payload": {}}}).encode(),
+    )
+    # And a real job behind them
+    good = client.post("/v1/jobs/webhook", json={"url": receiver.url, "payload": {}}).get_json()["job_id"]
+
+    # Then each is dead-lettered as poison, its actor never ran, and the worker went on to the good job
+    for job_id in (garbage, not_a_message):
+        body = wait_for_state(client, job_id, {"succeeded", "dead"})
+        assert body["state"] == "dead"
+        assert body["error"]["type"] == "PoisonMessage"
+        assert "undecodable message" in body["error"]["message"]
+        letter = client.get(f"/v1/dlq/{job_id}").get_json()
+        assert letter["reason"] == "poison"
+        assert letter["summary"]["replayable"] is False
+        refused = client.post(f"/v1/dlq/{job_id}/replay")  # its message would only be poison again
+        assert refused.status_code == 409
+        assert "poison" in refused.get_json()["detail"]
+        assert client.get(f"/v1/jobs/{job_id}").get_json()["state"] == "dead"
+    assert wait_for_state(client, good, {"succeeded", "dead"})["state"] == "succeeded"
+    registry = worker_registry(worker)
+    wait_for_sample(registry, "jobfleet_jobs_succeeded_total", {"queue": "webhooks", "actor": "deliver_webhook"}, 1)
+    assert (
+        registry.get_sample_value("jobfleet_jobs_started_total", {"queue": "webhooks", "actor": "deliver_webhook"}) == 1
+    )
+    # Only the good job's webhook was sent (a job without an Idempotency-Key is keyed by its id)
+    assert [r["headers"].get("Idempotency-Key") for r in receiver.requests] == [good]
