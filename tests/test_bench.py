@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jobfleet.store.scripts import SCRIPTS
 from tests.conftest import require_binary
 
 ROOT = Path(__file__).parent.parent
@@ -48,11 +49,17 @@ def test_quick_bench_reports_every_figure_as_json() -> None:
     assert drain["ratio"] > 0
     assert drain["jobfleet"]["commands_by_name_per_job"]["evalsha"] > 0
     rt = result["commands"]
-    # Attempts are claimed inside the fetch script: no begin call at all, one finish per job (a few more at
+    # Round trips are named by script sha: every EVALSHA the workers send is one of jobfleet's scripts (an
+    # unnamed sha would show up as evalsha:<8 hex>). Attempts are claimed inside the fetch script (v2 has no
+    # begin script), and one finish per job records the outcome and takes the thread's next job (a few more at
     # start-up, when threads race to load the script: NOSCRIPT, SCRIPT LOAD, EVALSHA again; gone at 20,000).
-    assert rt["jobfleet"]["by_command"].get("evalsha:begin", 0) == 0
+    scripts = {name for name in rt["jobfleet"]["by_command"] if name.startswith("evalsha:")}
+    assert scripts <= {f"evalsha:{name}" for name in SCRIPTS}, scripts
     assert rt["jobfleet"]["by_command"]["evalsha:fetch"] > 0
     assert 1.0 <= rt["jobfleet"]["by_command"]["evalsha:finish"] <= 1.4
+    # The baseline is stock Dramatiq's RedisBroker: its dispatch script fetches and acks
+    assert rt["bare"]["by_command"]["dispatch:fetch"] > 0
+    assert rt["bare"]["by_command"]["dispatch:ack"] >= 1.0
     api = result["api"]
     assert api["minimal_send"]["requests_per_second"] > 0
     assert api["jobfleet"]["requests_per_second"] > 0

@@ -216,7 +216,7 @@ class Settings:
     max_queue_depth: int = _var(
         "JOBFLEET_MAX_QUEUE_DEPTH",
         _pos_int(0),
-        "Messages a queue may hold (ready + delayed + in flight) before enqueue answers 503 (0: no limit)",
+        "Jobs waiting (ready + delayed) on one partition of a queue before enqueue answers 503 (0: no limit)",
         100_000,
     )
     accept_replicas: int = _var(

@@ -164,7 +164,12 @@ class DeadLetters:
             raise JobNotFound(f"no dead letter {job_id!r} (never dead-lettered, replayed, purged or expired)")
         if verdict == "refused":
             state = value.decode()
-            detail = "it has no message to replay (poison): inspect it and purge it" if state == "dead" else ""
+            detail = (
+                "it is a poison message (its message cannot be decoded) or has no message to replay: inspect it and "
+                "purge it"
+                if state == "dead"
+                else ""
+            )
             raise InvalidTransition(
                 f"job {job_id} is {state!r}, not a replayable dead letter{'; ' + detail if detail else ''}", state
             )

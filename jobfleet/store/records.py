@@ -215,5 +215,6 @@ def summary(entry: dict[str, Any]) -> dict[str, Any]:
         "message": error.get("message"),
         "attempts": entry.get("attempts", 0),
         "dead_lettered_at": entry.get("dead_lettered_at"),
-        "replayable": bool(entry.get("message")),
+        # A poison message could not be decoded when it was delivered: replaying it would only poison it again.
+        "replayable": bool(entry.get("message")) and entry.get("reason") != "poison",
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import urllib.request
 from collections.abc import Callable
@@ -10,10 +11,14 @@ import redis
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
+from jobfleet.core.job_types import JOB_TYPES, JobType
 from jobfleet.core.settings import Settings
 from jobfleet.core.telemetry import serve_metrics
 from jobfleet.ops.exporter import build_registry
-from jobfleet.store.keys import Keys
+from jobfleet.store.attempts import Attempts
+from jobfleet.store.delivery import Claimed
+from jobfleet.store.factory import keys_for, open_store
+from jobfleet.store.records import new_job_fields
 from tests.conftest import Receiver, RunningWorker, socket_closed_port, wait_for_state
 from tests.observability.conftest import promtool_check
 
@@ -54,16 +59,50 @@ def test_scheduled_jobs_are_delayed_not_ready(client: FlaskClient, settings: Set
     assert value(registry, "jobfleet_queue_depth", queue="reports") == 0
 
 
+def claim_jobs(settings: Settings, worker_id: str, job_type: JobType, partitions: list[int]) -> list[Claimed]:
+    """Create one job of ``job_type`` in each of ``partitions`` and claim it for ``worker_id`` with the worker's own
+    store calls (submit, then fetch): running attempts exactly as a worker leaves them while its actor runs."""
+    store = open_store(settings)
+    attempts = Attempts(store, worker_id=worker_id, actors={job_type.actor_name}, hold_ms=1000)
+    claims: list[Claimed] = []
+    for partition in partitions:
+        job_id = store.new_job_id(partition)
+        fields = new_job_fields(
+            encoded_message=b"{}",
+            job_type=job_type.name,
+            queue=job_type.queue_name,
+            actor=job_type.actor_name,
+            caller="test",
+            scoped_key=job_id,
+            trace_id="",
+        )
+        store.submit(job_id=job_id, queue_name=job_type.queue_name, fields=fields)
+        claimed, held = attempts.fetch(partition, job_type.queue_name, 1)
+        assert ([c.job_id for c in claimed], held) == ([job_id], [])
+        claims.extend(claimed)
+    store.client.close()
+    return claims
+
+
 def test_unacked_messages_of_known_workers_are_in_flight(settings: Settings, redis_client: redis.Redis) -> None:
-    keys = Keys(settings.namespace)
-    redis_client.zadd(keys.heartbeats(), {"w1": int(time.time() * 1000), "w2": int(time.time() * 1000) - 60_000})
-    redis_client.sadd(keys.acks("w1", "webhooks"), "a", "b")
-    redis_client.sadd(keys.acks("w2", "webhooks"), "c")
+    # Given three partitions and webhook jobs claimed (running, not finished) in several of them: two by w1, whose
+    # heartbeat is fresh in every partition, and one by w2, silent for a minute (the timeout is 3 s in tests)
+    settings = dataclasses.replace(settings, queue_partitions=3)
+    claim_jobs(settings, "w1", JOB_TYPES["webhook"], [0, 2])
+    claim_jobs(settings, "w2", JOB_TYPES["webhook"], [1])
+    attempts = {w: Attempts(open_store(settings), worker_id=w, actors=(), hold_ms=1000) for w in ("w1", "w2")}
+    for partition in range(3):
+        attempts["w1"].heartbeat(partition, forget_after_ms=600_000)
+        attempts["w2"].heartbeat(partition, forget_after_ms=600_000, age_ms=60_000)
 
     registry = exporter(settings)
 
+    # Then in flight is every running attempt of the queue, summed over the partitions' running sets (w2's too:
+    # its attempt is running until recovery takes it back)
     assert value(registry, "jobfleet_queue_in_flight", queue="webhooks") == 3
-    # Only w1's heartbeat is fresh (the timeout is 3 s in tests)
+    assert value(registry, "jobfleet_queue_in_flight", queue="reports") == 0
+    assert value(registry, "jobfleet_queue_depth", queue="webhooks") == 0  # claimed jobs are off the queue
+    # Only w1's heartbeat is fresh
     assert value(registry, "jobfleet_workers_live") == 1
 
 
@@ -87,18 +126,25 @@ def test_dead_letters_give_dlq_depth_and_oldest_age(
 
 
 def test_longest_running_job_and_time_limits_per_actor(settings: Settings, redis_client: redis.Redis) -> None:
-    now_ms = int(time.time() * 1000)
-    redis_client.zadd(
-        Keys(settings.namespace).running(),
-        {"reports|build_report|a": now_ms - 5_000, "reports|build_report|b": now_ms - 1_000},
-    )
+    # Given two report attempts running, in different partitions, started 1 s and 5 s ago (Redis time)
+    settings = dataclasses.replace(settings, queue_partitions=2)
+    keys = keys_for(settings)
+    recent, oldest = claim_jobs(settings, "w1", JOB_TYPES["report"], [0, 1])
+    seconds, micros = redis_client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    for claimed, age_ms in ((recent, 1_000), (oldest, 5_000)):
+        # A running entry is scored by its attempt's start: back-date it as if the attempt began age_ms ago
+        running = keys.running(claimed.partition, "reports")
+        assert redis_client.zadd(running, {claimed.member: now_ms - age_ms}, xx=True, ch=True) == 1
 
     registry = exporter(settings)
 
+    # Then the longest is the oldest attempt of any partition, labelled with its actor
     longest = value(registry, "jobfleet_job_running_longest_seconds", queue="reports", actor="build_report")
     assert longest is not None
     assert 5 <= longest < 10
     assert value(registry, "jobfleet_job_running_longest_seconds", queue="webhooks", actor="deliver_webhook") == 0
+    assert value(registry, "jobfleet_queue_in_flight", queue="reports") == 2
     assert value(registry, "jobfleet_job_time_limit_seconds", queue="reports", actor="build_report") == 600
     assert value(registry, "jobfleet_job_time_limit_seconds", queue="webhooks", actor="deliver_webhook") == 120
 

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import dramatiq
+import redis
 from flask.testing import FlaskClient
 from prometheus_client import generate_latest
 
 from jobfleet.core.telemetry import multiprocess_registry
+from jobfleet.store.factory import keys_for
 from tests.conftest import Receiver, RunningWorker, wait_for_state
 from tests.observability.conftest import promtool_check, wait_for_sample, worker_registry
 
@@ -86,15 +88,19 @@ def test_permanent_failure_is_dead_lettered_once_without_retry(
     assert registry.get_sample_value("jobfleet_job_end_to_end_seconds_count", {**WEBHOOK, "outcome": "dead"}) == 1
 
 
-def test_duplicate_delivery_of_a_done_job_is_skipped_and_counted(
-    client: FlaskClient, worker: RunningWorker, receiver: Receiver
+def test_duplicate_delivery_of_a_done_job_is_dropped_unrun_and_leaves_its_record_intact(
+    client: FlaskClient, worker: RunningWorker, receiver: Receiver, redis_client: redis.Redis
 ) -> None:
     registry = worker_registry(worker)
     job_id = post_webhook(client, receiver)
     assert wait_for_state(client, job_id, {"succeeded", "dead"})["state"] == "succeeded"
     wait_for_sample(registry, "jobfleet_jobs_succeeded_total", WEBHOOK, 1)
+    keys = keys_for(worker.settings)
+    partition = keys.partition_of(job_id)
+    queue, running = keys.queue(partition, "webhooks"), keys.running(partition, "webhooks")
+    done = redis_client.hgetall(keys.job(job_id))
 
-    # When the same job's message is delivered again (a redelivery after a lost ack, say)
+    # When the same job's message is sent again (a producer retrying a send): the job exists, nothing is queued
     record = client.get(f"/v1/jobs/{job_id}").get_json()
     worker.broker.enqueue(
         dramatiq.Message(
@@ -107,13 +113,28 @@ def test_duplicate_delivery_of_a_done_job_is_skipped_and_counted(
             message_timestamp=int(time.time() * 1000),
         )
     )
+    assert redis_client.zscore(queue, job_id) is None
+    # And when its id is put back on its queue after it finished (the queue holds job ids: a second delivery)
+    seconds, micros = redis_client.time()
+    redis_client.zadd(queue, {job_id: seconds * 1000 + micros // 1000})
+    deadline = time.monotonic() + 10
+    while redis_client.zscore(queue, job_id) is not None:
+        assert time.monotonic() < deadline, "no worker fetch took the job id off its queue"
+        time.sleep(0.02)
 
-    # Then it is skipped, counted as a duplicate, and the webhook was called once
-    wait_for_sample(registry, "jobfleet_jobs_duplicates_skipped_total", WEBHOOK, 1)
+    # Then the worker's claim dropped it (the job is not queued) without running it: the webhook was called once,
+    # no attempt started, nothing is left running, and the record is exactly as the one attempt left it
+    time.sleep(0.3)
+    assert len(receiver.requests) == 1
     assert registry.get_sample_value("jobfleet_jobs_started_total", WEBHOOK) == 1
     assert registry.get_sample_value("jobfleet_jobs_succeeded_total", WEBHOOK) == 1
-    assert len(receiver.requests) == 1
+    assert redis_client.zcard(running) == 0
+    assert redis_client.hgetall(keys.job(job_id)) == done
+    assert redis_client.ttl(keys.job(job_id)) > 0  # still expiring after its retention, as a succeeded job does
     assert registry.get_sample_value("jobfleet_worker_threads_busy") == 0
+    # The drop happens inside Redis (the fetch script's claim): no delivery reaches the worker's middleware, so
+    # jobfleet_jobs_duplicates_skipped_total is no longer incremented by this path (v1 counted it there).
+    assert registry.get_sample_value("jobfleet_jobs_duplicates_skipped_total", WEBHOOK) == 0
 
 
 def test_queue_wait_excludes_a_deliberate_delay_but_end_to_end_includes_it(
@@ -188,28 +209,31 @@ _HOOKS_CHILD = textwrap.dedent(
 
     metrics = WorkerMetrics(multiprocess_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
-    def deliver(queue_name, event, exception=None):
+    def deliver(job_id, attempt_number, event, exception=None):
+        # As the consumer hands a claim out: the queue it was claimed from, the retries so far in the options.
         now = time.time()
-        message = MessageProxy(Message(queue_name=queue_name, actor_name="deliver_webhook", args=(), kwargs={},
-                                       options={}, message_id="m", message_timestamp=int(now * 1000)))
-        attempt = Attempt("m", "webhook", "k", "t", 1, "r", now, now, now)
+        message = MessageProxy(Message(queue_name="webhooks", actor_name="deliver_webhook", args=(), kwargs={},
+                                       options={"retries": attempt_number - 1}, message_id=job_id,
+                                       message_timestamp=int(now * 1000)))
+        attempt = Attempt(job_id, "webhook", job_id, attempt_number, attempt_number, now, now - 1, now)
         metrics.before_process_message(None, message)
         metrics.attempt_started(message, attempt)
         state_of(message).outcome = DeliveryOutcome(event, attempt, exception)
         metrics.after_process_message(None, message, exception=exception)
 
-    deliver("webhooks", "retrying", RuntimeError("boom"))
-    deliver("webhooks.DQ", "succeeded")
-    deliver("webhooks", "retrying", RuntimeError("again"))
-    deliver("webhooks.DQ", "dead", KeyError("gone"))
+    deliver("m1", 1, "retrying", RuntimeError("boom"))
+    deliver("m2", 1, "retrying", RuntimeError("again"))
+    deliver("m1", 2, "succeeded")  # retries wait on the job's own queue until due: no delay queue
+    deliver("m2", 2, "dead", KeyError("gone"))
     """
 )
 
 
-def test_per_job_hooks_write_every_series_in_multiprocess_mode_and_delayed_deliveries_count_on_the_base_queue(
+def test_per_job_hooks_write_every_series_in_multiprocess_mode_and_retried_deliveries_count_on_their_queue(
     tmp_path: Path,
 ) -> None:
-    # Given a worker process in multiprocess mode that ran four attempts, two of them from the delay queue
+    # Given a worker process in multiprocess mode that ran four attempts of two jobs, two of them retries (in v2 a
+    # retried or delayed job waits on its own queue and is delivered from it: there is no ".DQ" queue)
     folder = tmp_path / "prom"
     folder.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
@@ -218,7 +242,7 @@ def test_per_job_hooks_write_every_series_in_multiprocess_mode_and_delayed_deliv
     # When the metrics endpoint aggregates its files
     registry = multiprocess_registry(folder)
 
-    # Then every attempt and outcome is on the base queue's series, failures per exception class
+    # Then every attempt and outcome is on the logical queue's series, failures per exception class
     assert registry.get_sample_value("jobfleet_jobs_started_total", WEBHOOK) == 4
     assert registry.get_sample_value("jobfleet_job_run_seconds_count", WEBHOOK) == 4
     assert registry.get_sample_value("jobfleet_job_queue_wait_seconds_count", WEBHOOK) == 4
@@ -231,7 +255,11 @@ def test_per_job_hooks_write_every_series_in_multiprocess_mode_and_delayed_deliv
     assert registry.get_sample_value("jobfleet_job_end_to_end_seconds_count", {**WEBHOOK, "outcome": "dead"}) == 1
     assert registry.get_sample_value("jobfleet_jobs_in_progress", WEBHOOK) == 0
     assert registry.get_sample_value("jobfleet_worker_threads_busy") == 0
-    assert (
-        registry.get_sample_value("jobfleet_jobs_started_total", {"queue": "webhooks.DQ", "actor": "deliver_webhook"})
-        is None
-    )
+    # And no series carries any other queue label
+    queues = {
+        sample.labels["queue"]
+        for family in registry.collect()
+        for sample in family.samples
+        if family.name.startswith(("jobfleet_job", "jobfleet_jobs")) and "queue" in sample.labels
+    }
+    assert queues == {"webhooks"}

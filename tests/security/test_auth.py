@@ -26,7 +26,8 @@ ENDPOINTS = [
     ("DELETE", "/v1/jobs/{job}", None, "jobs:write", 200),
     ("GET", "/v1/dlq", None, "dlq:admin", 200),
     ("GET", "/v1/dlq/{job}", None, "dlq:admin", 404),  # authorised: the job has no dead letter
-    ("POST", "/v1/dlq/{job}/replay", None, "dlq:admin", 404),
+    # authorised: the job is queued, not dead (v2: DLQ ids are job ids; an unknown id is a 404, see below)
+    ("POST", "/v1/dlq/{job}/replay", None, "dlq:admin", 409),
     ("POST", "/v1/dlq/replay", {"dry_run": True}, "dlq:admin", 200),
     ("DELETE", "/v1/dlq/{job}", None, "dlq:admin", 404),
     ("GET", "/v1/audit", None, "dlq:admin", 200),
@@ -105,6 +106,22 @@ def test_an_operator_with_dlq_admin_may_read_any_job_but_not_cancel_it(secure_cl
     job_id = enqueue(secure_client, "alice")
     assert secure_client.get(f"/v1/jobs/{job_id}", headers=bearer("everything")).status_code == 200
     assert secure_client.delete(f"/v1/jobs/{job_id}", headers=bearer("everything")).status_code == 404
+
+
+def test_replaying_an_unknown_job_is_404_and_a_job_that_is_not_dead_is_409_without_touching_it(
+    secure_client: FlaskClient,
+) -> None:
+    job_id = enqueue(secure_client, "alice")
+    unknown = secure_client.post(f"/v1/dlq/{UNKNOWN}/replay", headers=bearer("admin"))
+    assert unknown.status_code == 404
+    assert unknown.mimetype == "application/problem+json"
+    queued = secure_client.post(f"/v1/dlq/{job_id}/replay", headers=bearer("admin"))
+    assert queued.status_code == 409
+    assert queued.mimetype == "application/problem+json"
+    assert queued.get_json()["state"] == "queued"
+    job = secure_client.get(f"/v1/jobs/{job_id}", headers=bearer("alice")).get_json()
+    assert (job["state"], job["attempts"], job["replays"]) == ("queued", 0, 0)
+    assert secure_client.get("/v1/audit", headers=bearer("admin")).get_json()["items"] == []  # nothing replayed
 
 
 def test_idempotency_keys_are_scoped_per_caller(secure_client: FlaskClient) -> None:

@@ -48,7 +48,8 @@ def test_the_rate_limit_bucket_expires_once_full_again(secure_settings: Settings
 def test_a_full_queue_answers_503_with_retry_after_and_no_accepted_job_is_lost(
     settings: Settings, redis_client: redis.Redis, start_worker: Callable[..., RunningWorker]
 ) -> None:
-    # Given a reports queue limited to 5 messages and no worker yet
+    # Given a reports queue limited to 5 jobs and no worker yet (one partition: the limit is per queue partition)
+    assert settings.queue_partitions == 1
     client = create_app(dataclasses.replace(settings, max_queue_depth=5)).test_client()
     answers = [client.post("/v1/jobs/report", json={"rows": 1}) for _ in range(8)]
     # Then the first 5 are accepted and the rest refused with 503 + Retry-After, counted by reason
@@ -59,7 +60,9 @@ def test_a_full_queue_answers_503_with_retry_after_and_no_accepted_job_is_lost(
     assert refused[0].get_json()["type"] == "urn:jobfleet:problem:queue-full"
     assert refused[0].get_json()["queue"] == "reports"
     assert int(refused[0].headers["Retry-After"]) >= 1
-    assert redis_client.hlen(KEYS.queue_messages("reports")) == 5  # nothing half-written for refused requests
+    # Nothing half-written for refused requests: five ids on the queue, five job records
+    assert sorted(m.decode() for m in redis_client.zrange(KEYS.queue(0, "reports"), 0, -1)) == sorted(accepted)
+    assert len(list(redis_client.scan_iter(match=KEYS.job_prefix(0) + "*"))) == 5
     registry = client.application.extensions["jobfleet_metrics"].registry
     assert registry.get_sample_value(
         "jobfleet_enqueue_rejections_total", {"job_type": "report", "reason": "queue_full"}

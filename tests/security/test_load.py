@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from jobfleet.core.settings import Settings
 from jobfleet.ops.embedded_redis import free_port
+from jobfleet.store.factory import keys_for
 from tests.conftest import stop_process_group
 from tests.security.conftest import key
 
@@ -174,12 +176,13 @@ def test_the_api_survives_saturation_with_bounded_memory_and_loses_no_accepted_j
 
         # And every accepted job is processed
         client_ = redis.Redis.from_url(redis_url)
+        keys = keys_for(Settings.from_env(env))  # the key schema the API and the worker ran with
         deadline = time.monotonic() + 90
         pending = set(accepted)
         while pending and time.monotonic() < deadline:
             with client_.pipeline(transaction=False) as pipe:
                 for job_id in pending:
-                    pipe.hget(f"jobfleet:job:{job_id}", "state")
+                    pipe.hget(keys.job(job_id), "state")
                 states = dict(zip(list(pending), pipe.execute(), strict=True))
             pending = {j for j, s in states.items() if s != b"succeeded"}
             time.sleep(0.5)

@@ -26,7 +26,7 @@ local max_depth = tonumber(ARGV[5])
 if max_depth > 0 then
   local depth = redis.call("ZCARD", KEYS[2])
   if depth >= max_depth then
-    return {"full", depth}
+    return {"full", tostring(depth)}  -- every reply entry is a string (the client decodes them all)
   end
 end
 local now = now_ms()
