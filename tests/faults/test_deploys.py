@@ -72,8 +72,9 @@ def test_repeated_drains_during_a_long_job_never_dead_letter_it(stage: Stage) ->
     for deploy in range(1, 5):
         worker = stage.worker(boot="tests.faults.boots:slow", extra_env=env, shutdown_timeout_ms=1000)
         deadline = time.monotonic() + BOUND_S
-        # ... each time once this worker has claimed the job afresh (its delivery number is this deploy's)
-        while int(client.hget(KEYS.job(job_id), "tries") or 0) < deploy and time.monotonic() < deadline:
+        # ... each time once this worker has claimed the job afresh (every claim raises the job's fencing token;
+        # the delivery counter does not move, since a drained delivery is given back as if it never ran)
+        while int(client.hget(KEYS.job(job_id), "token") or 0) < deploy and time.monotonic() < deadline:
             time.sleep(0.1)
         assert stage.states([job_id])[job_id] == "running", worker.tail()
         worker.terminate()
