@@ -13,7 +13,7 @@ from dramatiq import Message
 
 from jobfleet.core.errors import IdempotencyConflict
 from jobfleet.core.job_types import JobType
-from jobfleet.store.jobs import JobStore
+from jobfleet.store.jobs import JobStore, Quotas
 from jobfleet.store.keys import idempotency_digest
 from jobfleet.store.records import new_job_fields
 
@@ -48,6 +48,7 @@ def submit(
     max_queue_depth: int = 0,
     replicas: int = 0,
     replicas_timeout_ms: int = 500,
+    quotas: Quotas | None = None,
 ) -> Submitted:
     """Create and enqueue the job (or find the one an earlier request with this key created)."""
     idempotency = None
@@ -94,6 +95,8 @@ def submit(
         max_queue_depth=max_queue_depth,
         replicas=replicas,
         replicas_timeout_ms=replicas_timeout_ms,
+        caller=caller,
+        quotas=quotas,
     )
     if not submitted.created and idempotency and submitted.fingerprint != idempotency[1]:
         raise IdempotencyConflict(

@@ -20,6 +20,7 @@ from jobfleet.app.schemas import JobAccepted, JobEvent, JobEvents, JobStatus, is
 from jobfleet.app.services import services
 from jobfleet.app.telemetry import current_trace_context
 from jobfleet.core.job_types import JOB_TYPES
+from jobfleet.store.jobs import Quotas
 from jobfleet.store.records import events as event_trail
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -167,6 +168,7 @@ def enqueue(job_type: str) -> tuple[Response, int]:
         max_queue_depth=svc.settings.max_queue_depth,
         replicas=svc.settings.accept_replicas,
         replicas_timeout_ms=svc.settings.accept_replicas_timeout_ms,
+        quotas=Quotas(*svc.settings.quotas_per_partition),
     )
     status_url = f"/v1/jobs/{submitted.job_id}"
     body_out = JobAccepted(

@@ -14,6 +14,7 @@ from jobfleet.core.errors import (
     JobNotFound,
     NotReplicated,
     QueueFull,
+    QuotaExceeded,
     RateLimited,
     StoreUnavailable,
 )
@@ -108,6 +109,19 @@ def init_app(app: Flask) -> None:
                 str(exc),
                 headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
                 queue=exc.queue,
+            )
+        )
+
+    @app.errorhandler(QuotaExceeded)
+    def _quota(exc: QuotaExceeded) -> Response:
+        return problem_response(
+            Problem(
+                429,
+                "quota-exceeded",
+                "Too Many Requests",
+                str(exc),
+                headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))},
+                limit=exc.limit,
             )
         )
 

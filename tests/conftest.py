@@ -220,12 +220,18 @@ def worker(start_worker: Callable[..., RunningWorker]) -> RunningWorker:
     return start_worker()
 
 
-def wait_for_state(client: FlaskClient, job_id: str, states: set[str], timeout: float = 15.0) -> dict[str, Any]:
+def wait_for_state(
+    client: FlaskClient,
+    job_id: str,
+    states: set[str],
+    timeout: float = 15.0,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Poll the status endpoint until the job reaches one of ``states``."""
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        response = client.get(f"/v1/jobs/{job_id}")
+        response = client.get(f"/v1/jobs/{job_id}", headers=headers or {})
         body = response.get_json()
         if body.get("state") in states:
             return body

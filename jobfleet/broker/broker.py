@@ -97,7 +97,11 @@ class JobfleetBroker(dramatiq.Broker):
             trace_id=str(message.options.get("trace_id") or ""),
         )
         self.store.submit(
-            job_id=message.message_id, queue_name=message.queue_name, fields=fields, delay_ms=int(delay or 0)
+            job_id=message.message_id,
+            queue_name=message.queue_name,
+            fields=fields,
+            delay_ms=int(delay or 0),
+            caller=fields["caller"],
         )
         self.emit_after("enqueue", message, delay)
         return message

@@ -59,6 +59,16 @@ class IdempotencyConflict(JobfleetError):
         self.job_id = job_id
 
 
+class QuotaExceeded(JobfleetError):
+    """Raised when a caller is at one of its quotas (outstanding jobs, delayed jobs, stored bytes); the API answers
+    429 and accepts nothing."""
+
+    def __init__(self, message: str, limit: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
 class NotReplicated(JobfleetError):
     """Raised when an accepted job was not confirmed by JOBFLEET_ACCEPT_REPLICAS replicas in time; the API answers 503
     and the job exists (a retry with the same Idempotency-Key gets it back)."""

@@ -168,6 +168,24 @@ class Settings:
         "Jobs waiting (ready + delayed) on one partition of a queue before enqueue answers 503 (0: no limit)",
         100_000,
     )
+    tenant_max_outstanding: int = setting(
+        "JOBFLEET_TENANT_MAX_OUTSTANDING",
+        at_least(0),
+        "Jobs one caller may have waiting or running (0: no limit); over it, enqueue answers 429",
+        0,
+    )
+    tenant_max_delayed: int = setting(
+        "JOBFLEET_TENANT_MAX_DELAYED",
+        at_least(0),
+        "Scheduled (delayed) jobs one caller may have waiting (0: no limit)",
+        0,
+    )
+    tenant_max_bytes: int = setting(
+        "JOBFLEET_TENANT_MAX_BYTES",
+        at_least(0),
+        "Bytes of payload one caller's waiting and running jobs may hold in Redis (0: no limit)",
+        0,
+    )
     accept_replicas: int = setting(
         "JOBFLEET_ACCEPT_REPLICAS",
         at_least(0),
@@ -245,6 +263,13 @@ class Settings:
     def effective_redis_url(self) -> str:
         """The Redis URL to use (the default local one when REDIS_URL is unset)."""
         return self.redis_url or f"redis://127.0.0.1:{self.local_redis_port}/0"
+
+    @property
+    def quotas_per_partition(self) -> tuple[int, int, int]:
+        """The tenant limits as each partition enforces them (a caller's jobs spread evenly over the partitions)."""
+        p = self.queue_partitions
+        outstanding, delayed, size = self.tenant_max_outstanding, self.tenant_max_delayed, self.tenant_max_bytes
+        return -(-outstanding // p), -(-delayed // p), -(-size // p)
 
     @property
     def auth_enabled(self) -> bool:

@@ -57,7 +57,8 @@ class Attempts:
         """Claim up to ``count`` due jobs of ``queue`` in ``partition``: (claimed, actors of jobs held back). Never
         retried: a lost reply may have claimed jobs, which ``reconcile`` then gives back."""
         keys = [self.keys.queue(partition, queue), self.keys.running(partition, queue), self.keys.held_back(partition)]
-        claimed, held = self.store.scripts.call("fetch", keys, [count, *self._take_args(partition), queue])
+        args = [count, *self._take_args(partition), queue, self.keys.quota_prefix(partition)]
+        claimed, held = self.store.scripts.call("fetch", keys, args)
         return parse_claimed(claimed, partition, queue), [a.decode() for a in held]
 
     def finish(self, claimed: Claimed, ending: Ending, *, take_next: int = 0) -> tuple[str, list[Claimed], list[str]]:
@@ -99,6 +100,10 @@ class Attempts:
             queue,
             claimed.try_number,
             claimed.replay,
+            k.quota_prefix(p),
+            claimed.quota,
+            claimed.stored_bytes,
+            claimed.caller,
         ]
 
         def call() -> Any:
@@ -129,7 +134,7 @@ class Attempts:
         if not pairs:
             return 0
         keys = [self.keys.running(partition, queue), self.keys.queue(partition, queue)]
-        args = [self.keys.job_prefix(partition), self.store.retention.ended, *pairs]
+        args = [self.keys.job_prefix(partition), self.store.retention.ended, self.keys.quota_prefix(partition), *pairs]
         return int(retry_idempotent(lambda: self.store.scripts.call("release", keys, args)))
 
     def mark_drained(self, partition: int, queue: str, claims: Iterable[Claimed]) -> int:
@@ -147,7 +152,13 @@ class Attempts:
         """Give back every job Redis says this worker holds in ``queue`` of ``partition`` that it does not hold (the
         claims of a call whose reply was lost); return how many."""
         keys = [self.keys.running(partition, queue), self.keys.queue(partition, queue)]
-        args = [self.worker_id, self.keys.job_prefix(partition), self.store.retention.ended, *(c.member for c in held)]
+        args = [
+            self.worker_id,
+            self.keys.job_prefix(partition),
+            self.store.retention.ended,
+            self.keys.quota_prefix(partition),
+            *(c.member for c in held),
+        ]
         return int(retry_idempotent(lambda: self.store.scripts.call("reconcile", keys, args)))
 
     def heartbeat(self, partition: int, *, forget_after_ms: int, age_ms: int = 0) -> int:
@@ -175,6 +186,7 @@ class Attempts:
             limit,
             _WORKER_LOST,
             self.store.retention.ended,
+            k.quota_prefix(partition),
         ]
         recovered, dead, looked = retry_idempotent(lambda: self.store.scripts.call("recover", keys, args))
         return int(recovered), int(dead), int(looked)

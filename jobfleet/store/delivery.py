@@ -39,6 +39,11 @@ class Claimed:
     started_ms: int
     partition: int
     queue: str
+    #: What the job still counts against its caller's quotas ("o": outstanding and bytes; "" nothing), its stored
+    #: bytes and its caller: finish gives them back when the job ends.
+    quota: str = ""
+    stored_bytes: int = 0
+    caller: str = ""
 
     @property
     def member(self) -> str:
@@ -47,9 +52,9 @@ class Claimed:
 
 
 def parse_claimed(flat: list[bytes], partition: int, queue: str) -> list[Claimed]:
-    """The jobs of a fetch.lua / finish.lua reply (9 entries each: claim in lib.lua)."""
+    """The jobs of a fetch.lua / finish.lua reply (12 entries each: claim in lib.lua)."""
     out = []
-    for i in range(0, len(flat), 9):
+    for i in range(0, len(flat), 12):
         enqueued, due = flat[i + 6], flat[i + 7]
         out.append(
             Claimed(
@@ -64,6 +69,9 @@ def parse_claimed(flat: list[bytes], partition: int, queue: str) -> list[Claimed
                 started_ms=int(flat[i + 8]),
                 partition=partition,
                 queue=queue,
+                quota=flat[i + 9].decode(),
+                stored_bytes=int(flat[i + 10] or 0),
+                caller=flat[i + 11].decode(),
             )
         )
     return out

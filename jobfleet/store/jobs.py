@@ -12,7 +12,14 @@ from typing import Any, TypeVar, cast
 
 import redis
 
-from jobfleet.core.errors import InvalidTransition, JobNotFound, NotReplicated, QueueFull, StoreUnavailable
+from jobfleet.core.errors import (
+    InvalidTransition,
+    JobNotFound,
+    NotReplicated,
+    QueueFull,
+    QuotaExceeded,
+    StoreUnavailable,
+)
 from jobfleet.store.keys import Keys
 from jobfleet.store.records import decode_record, events
 from jobfleet.store.scripts import Scripts, redis_errors
@@ -37,6 +44,16 @@ class Retention:
     ended: int  # failed and cancelled
     dead: int
     keep_succeeded_payload: bool = False
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """The most a caller may have waiting or running in one partition (0: no limit): jobs, delayed jobs, and bytes
+    of stored messages. With every limit 0 nothing is counted."""
+
+    outstanding: int = 0
+    delayed: int = 0
+    bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,8 @@ class JobStore:
         max_queue_depth: int = 0,
         replicas: int = 0,
         replicas_timeout_ms: int = 500,
+        caller: str = "",
+        quotas: Quotas | None = None,
     ) -> Submitted:
         """Create the job (its record and its place on the queue) unless it exists; ``idempotency`` is
         (record digest, request fingerprint, ttl s) for requests with an Idempotency-Key, whose record lives in the
@@ -96,14 +115,28 @@ class JobStore:
         With ``replicas``, the call returns only once that many replicas have the job (Redis WAIT), else raises
         NotReplicated: the job exists, and a retry with the same Idempotency-Key finds it and waits again."""
         partition = self.keys.partition_of(job_id)
-        keys = [self.keys.job(job_id), self.keys.queue(partition, queue_name)]
+        keys = [self.keys.job(job_id), self.keys.queue(partition, queue_name), self.keys.quota(partition, caller)]
         digest, fingerprint, ttl = idempotency or ("", "", 0)
+        limits = quotas or Quotas()
+        size = len(fields.get("msg", b""))
         if idempotency:
             keys.append(self.keys.idempotency(partition, digest))
         flat: list[Any] = []
         for name, value in fields.items():
             flat += [name, value]
-        args = [job_id, delay_ms, fingerprint, ttl, max_queue_depth, 1 if replicas else 0, *flat]
+        args = [
+            job_id,
+            delay_ms,
+            fingerprint,
+            ttl,
+            max_queue_depth,
+            1 if replicas else 0,
+            limits.outstanding,
+            limits.delayed,
+            limits.bytes,
+            size,
+            *flat,
+        ]
         if replicas:
             reply, acknowledged = retry_idempotent(
                 lambda: self.scripts.call_and_wait("submit", keys, args, replicas, replicas_timeout_ms)
@@ -120,6 +153,14 @@ class JobStore:
         verdict, value = reply[0].decode(), reply[1].decode()
         if verdict == "created":
             return Submitted(value, True, fingerprint)
+        if verdict == "quota":
+            limit = {"outstanding": limits.outstanding, "delayed": limits.delayed, "bytes": limits.bytes}[value]
+            raise QuotaExceeded(
+                f"caller {caller!r} is at its {value} quota ({reply[2].decode()} of {limit} in this partition); "
+                "nothing was enqueued: wait for its jobs to finish, cancel some, or ask for a larger quota",
+                value,
+                retry_after=QUEUE_FULL_RETRY_AFTER_SECONDS,
+            )
         if verdict == "full":
             raise QueueFull(
                 f"queue {queue_name!r} is full ({value} jobs in its partition, limit {max_queue_depth}); nothing was "
@@ -145,7 +186,16 @@ class JobStore:
         """Cancel a job; return the state it was in. Raise JobNotFound, or InvalidTransition when it finished."""
         partition = self.keys.partition_of(job_id)
         request = uuid.uuid4().hex
-        args = [job_id, caller, key_id, self.retention.ended, AUDIT_MAX, self.keys.queue_prefix(partition), request]
+        args = [
+            job_id,
+            caller,
+            key_id,
+            self.retention.ended,
+            AUDIT_MAX,
+            self.keys.queue_prefix(partition),
+            request,
+            self.keys.quota_prefix(partition),
+        ]
         reply = retry_idempotent(
             lambda: self.scripts.call("cancel", [self.keys.job(job_id), self.keys.audit(partition)], args)
         )

@@ -63,6 +63,14 @@ class Keys:
         """Hash: ``<queue>|<actor>`` -> how many times a job was held back because its worker lacked the actor."""
         return f"{self.tag(partition)}:held"
 
+    def quota(self, partition: int, caller: str) -> str:
+        """Hash: what a caller's waiting and running jobs in ``partition`` count (outstanding, delayed, bytes)."""
+        return self.quota_prefix(partition) + caller
+
+    def quota_prefix(self, partition: int) -> str:
+        """Prefix of the quota counters of ``partition`` (scripts append the caller)."""
+        return f"{self.tag(partition)}:quota:"
+
     def idempotency(self, partition: int, digest: str) -> str:
         """Hash: the job an Idempotency-Key made and the fingerprint of its request."""
         return f"{self.tag(partition)}:idem:{digest}"

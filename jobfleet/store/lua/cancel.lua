@@ -4,9 +4,10 @@
 -- did. Audited in the same call.
 -- KEYS: 1 job hash, 2 audit stream
 -- ARGV: 1 job id, 2 who, 3 key id, 4 retention of a cancelled record s, 5 audit max length, 6 queue key prefix,
---       7 request id
+--       7 request id, 8 quota counters key prefix
 -- Returns {"ok", previous state} | {"missing", ""} | {"refused", state}
-local f = redis.call("HMGET", KEYS[1], "state", "queue", "cancel_request", "cancel_previous")
+local f = redis.call("HMGET", KEYS[1], "state", "queue", "cancel_request", "cancel_previous", "quota", "bytes",
+  "caller")
 local state = f[1]
 if not state then
   return {"missing", ""}
@@ -18,6 +19,7 @@ local now = now_ms()
 if state == "queued" or state == "retrying" then
   redis.call("HSET", KEYS[1], "state", "cancelled", "finished", now, "cancel", now .. " " .. ARGV[2])
   redis.call("ZREM", ARGV[6] .. f[2], ARGV[1])
+  quota_release(KEYS[1], ARGV[8] .. (f[7] or ""), f[5], f[6], "all")
   redis.call("EXPIRE", KEYS[1], ARGV[4])
 elseif state == "running" then
   redis.call("HSET", KEYS[1], "cancel", now .. " " .. ARGV[2])

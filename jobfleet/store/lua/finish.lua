@@ -6,7 +6,8 @@
 -- KEYS: 1 job hash, 2 running zset, 3 queue zset, 4 dlq index, 5 dlq index of the queue, 6 of the job type,
 --       7 of the caller, 8 held-back counts hash
 -- ARGV: 1 outcome (succeeded|retrying|dead|cancelled), 2 token, 3 job id, 4 attempt, 5 attempt start ms,
---       22 try (names the history line), 23 replay number,
+--       22 try (names the history line), 23 replay number, 24 quota counters key prefix, 25 what the job still
+--       counts against its caller's quotas (claim's flags), 26 its stored bytes, 27 its caller,
 --       6 result json, 7 error json, 8 error type, 9 error message (short, for the history line), 10 traceback,
 --       11 retry delay ms, 12 dead-letter reason, 13 retention of the record s, 14 keep the payload (1|0),
 --       15 next jobs to take (0|1), 16 worker id, 17 job key prefix, 18 actor names (space-separated),
@@ -50,12 +51,16 @@ else
     redis.call("EXPIRE", KEYS[1], ARGV[13])
     index_dead({KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, id, now, tonumber(ARGV[20]))
   end
+  if outcome ~= "retrying" and ARGV[25] ~= "" then
+    quota_release(KEYS[1], ARGV[24] .. ARGV[27], ARGV[25], ARGV[26], "all")
+  end
   verdict = outcome
 end
 local out, held = {}, {}
 if tonumber(ARGV[15]) > 0 then
   take({job_prefix = ARGV[17], queue = KEYS[3], running = KEYS[2], held_counts = KEYS[8], queue_name = ARGV[21],
-    worker = ARGV[16], now = now, actors = name_set(ARGV[18]), hold_ms = tonumber(ARGV[19]), held = held},
+    worker = ARGV[16], now = now, actors = name_set(ARGV[18]), hold_ms = tonumber(ARGV[19]), held = held,
+    quota_prefix = ARGV[24]},
     tonumber(ARGV[15]), false, out)
 end
 return {verdict, out, held}

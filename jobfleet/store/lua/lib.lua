@@ -26,18 +26,40 @@ local function name_set(names)
   return set
 end
 
+-- Give back what a job counted against its caller's quotas (submit.lua: flags "o" outstanding and bytes, "d"
+-- delayed): "delayed" when it starts, "all" when it ends. Each count is given back once (the flags say what is left).
+local function quota_release(job, counters, flags, size, what)
+  if not flags or flags == "" then
+    return ""
+  end
+  if string.find(flags, "d", 1, true) then
+    redis.call("HINCRBY", counters, "delayed", -1)
+  end
+  local left = ""
+  if what == "all" then
+    if string.find(flags, "o", 1, true) then
+      redis.call("HINCRBY", counters, "outstanding", -1)
+      redis.call("HINCRBY", counters, "bytes", -(tonumber(size) or 0))
+    end
+  else
+    left = string.gsub(flags, "d", "")
+  end
+  redis.call("HSET", job, "quota", left)
+  return left
+end
+
 -- Claim one job taken off its queue for this worker: state check, actor check, fencing token, attempt history and
 -- the running entry. c: job_prefix, queue (zset key), running (zset key), held_counts (hash key), queue_name, id,
--- worker, now, actors (set), hold_ms, held (list).
--- Returns {id, token, attempt, try, replay, message, enqueued, due, now} for a job to run, or nil when the job is not
--- handed out:
+-- worker, now, actors (set), hold_ms, held (list), quota_prefix.
+-- Returns {id, token, attempt, try, replay, message, enqueued, due, now, quota flags, stored bytes, caller} for a job
+-- to run, or nil when the job is not handed out:
 -- gone or no longer waiting (cancelled, finished: dropped), or for an actor this worker lacks (held back on its
 -- queue for hold_ms, so a worker that has the actor takes it: a rolling deploy loses nothing; its actor's name is
 -- added to c.held so the worker can count and report it).
 local function claim(c)
   local job = c.job_prefix .. c.id
   local f = redis.call("HMGET", job, "state", "msg", "actor", "token", "attempts", "enqueued", "due", "tries",
-    "replays")
+    "replays", "quota", "bytes", "caller")
   if f[1] ~= "queued" and f[1] ~= "retrying" then
     return nil
   end
@@ -55,7 +77,11 @@ local function claim(c)
   redis.call("HSET", job, "state", "running", "token", token, "attempts", attempt, "tries", try, "worker", c.worker,
     "started", c.now, "a" .. try, attempt_line(c.now, "", "running", "", attempt, replay))
   redis.call("ZADD", c.running, c.now, c.id .. ":" .. token)
-  return {c.id, token, attempt, try, replay, f[2], f[6] or "", f[7] or "", c.now}
+  local quota = f[10] or ""
+  if string.find(quota, "d", 1, true) then
+    quota = quota_release(job, c.quota_prefix .. (f[12] or ""), quota, f[11], "delayed")
+  end
+  return {c.id, token, attempt, try, replay, f[2], f[6] or "", f[7] or "", c.now, quota, f[11] or "0", f[12] or ""}
 end
 
 -- Take up to n jobs that are due off a queue (score = when a job may start, ms) and claim them into out.
@@ -96,8 +122,8 @@ end
 -- interruption) and the job keeps its place (its due time). For the worker's shutdown, a consumer restart, an
 -- orphan found by reconcile and a job whose worker drained past its deadline. A job whose cancel was requested
 -- meanwhile is cancelled instead (kept for ended_ttl seconds): a cancel wins over every redelivery.
-local function give_back(job, queue, id, now, ended_ttl)
-  local f = redis.call("HMGET", job, "attempts", "due", "released", "tries", "cancel")
+local function give_back(job, queue, id, now, ended_ttl, quota_prefix)
+  local f = redis.call("HMGET", job, "attempts", "due", "released", "tries", "cancel", "quota", "bytes", "caller")
   local attempt = tonumber(f[1]) or 1
   local try = tonumber(f[4]) or 1
   redis.call("HSET", job, "attempts", attempt - 1, "tries", try - 1, "worker", "",
@@ -105,6 +131,7 @@ local function give_back(job, queue, id, now, ended_ttl)
   redis.call("HDEL", job, "a" .. try, "drain")
   if f[5] then
     redis.call("HSET", job, "state", "cancelled", "finished", now)
+    quota_release(job, quota_prefix .. (f[8] or ""), f[6], f[7], "all")
     redis.call("EXPIRE", job, ended_ttl)
   else
     redis.call("HSET", job, "state", "queued")
