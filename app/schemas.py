@@ -118,10 +118,19 @@ class JobEvents(BaseModel):
     events: list[JobEvent]
 
 
+class RedisMemory(BaseModel):
+    """How full Redis is (the fullest node of a Cluster)."""
+
+    used_bytes: int
+    max_bytes: int = Field(description="maxmemory (0: no limit)")
+    used_ratio: float = Field(description="used / max; at 1 a noeviction Redis refuses new jobs")
+
+
 class Health(BaseModel):
     """Liveness / readiness answer."""
 
     status: Literal["ok"]
+    redis_memory: RedisMemory | None = Field(default=None, description="Readiness only")
 
 
 class ProblemDetails(BaseModel):

@@ -173,10 +173,12 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Flask:
+def app(settings: Settings) -> Iterator[Flask]:
     from jobfleet.app import create_app
 
-    return create_app(settings)
+    app = create_app(settings)
+    yield app
+    app.extensions["jobfleet"].client.close()  # its pooled connections, not left to the garbage collector
 
 
 @pytest.fixture

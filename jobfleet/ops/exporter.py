@@ -24,6 +24,7 @@ from jobfleet.core.settings import Settings
 from jobfleet.core.telemetry import serve_metrics
 from jobfleet.store.factory import keys_for
 from jobfleet.store.keys import Keys
+from jobfleet.store.memory import redis_memory
 from jobfleet.store.queue_state import QueueReader, QueueSpec, Snapshot, queue_specs
 from jobfleet.store.scripts import redis_errors
 
@@ -109,6 +110,24 @@ class QueueCollector(Collector):
         yield limits
         if snapshot is not None:
             yield from self._redis_metrics(snapshot)
+            yield from self._memory_metrics()
+
+    def _memory_metrics(self) -> Iterator[Metric]:
+        try:
+            memory = redis_memory(self.reader.client)
+        except StoreUnavailable:
+            return
+        yield GaugeMetricFamily(
+            "jobfleet_redis_memory_used_bytes", "Redis used_memory (the fullest node)", value=memory.used_bytes
+        )
+        yield GaugeMetricFamily(
+            "jobfleet_redis_memory_max_bytes", "Redis maxmemory of that node (0: no limit)", value=memory.max_bytes
+        )
+        yield GaugeMetricFamily(
+            "jobfleet_redis_memory_used_ratio",
+            "used_memory / maxmemory of the fullest node (0 without maxmemory); at 1 writes are refused",
+            value=memory.ratio,
+        )
 
     def _redis_metrics(self, s: Snapshot) -> Iterator[Metric]:
         per_queue: list[tuple[str, str, dict[str, int] | dict[str, float]]] = [

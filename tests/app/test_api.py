@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import redis
 from flask.testing import FlaskClient
 
 STATUS_FIELDS = {
@@ -50,8 +51,18 @@ def test_a_delayed_job_shows_scheduled(client: FlaskClient) -> None:
     assert body["ready_at"] > body["enqueued_at"]
 
 
-def test_readyz_is_ok_when_redis_answers(client: FlaskClient) -> None:
-    assert client.get("/readyz").get_json() == {"status": "ok"}
+def test_readyz_is_ok_when_redis_answers_and_says_how_full_redis_is(
+    client: FlaskClient, redis_client: redis.Redis
+) -> None:
+    redis_client.config_set("maxmemory", 512 * 1024 * 1024)
+    try:
+        ready = client.get("/readyz").get_json()
+    finally:
+        redis_client.config_set("maxmemory", 0)
+    assert ready["status"] == "ok"
+    memory = ready["redis_memory"]
+    assert memory["max_bytes"] == 512 * 1024 * 1024
+    assert 0 < memory["used_ratio"] == round(memory["used_bytes"] / memory["max_bytes"], 4)
     assert client.get("/healthz").get_json() == {"status": "ok"}
 
 
