@@ -101,3 +101,25 @@ def test_counts_go_back_to_zero_however_jobs_end(
         assert wait_for_state(api, job_id, {state}, headers=bearer("alice"))["state"] == state
     # Then nothing is counted against alice any more
     assert _counts(redis_client, "alice") == {"outstanding": 0, "delayed": 0, "bytes": 0}
+
+
+def test_jobfleet_quotas_shows_each_caller_s_usage_against_the_limits(secure_settings: Settings) -> None:
+    from jobfleet.ops import cmd_quotas
+
+    settings = dataclasses.replace(secure_settings, tenant_max_delayed=10, tenant_max_outstanding=100)
+    api = _api(settings)
+    for _ in range(4):
+        assert api.post("/v1/jobs/report?delay_seconds=3600", json={}, headers=bearer("alice")).status_code == 202
+    assert api.post("/v1/jobs/report", json={}, headers=bearer("bob")).status_code == 202
+    rows = {row["caller"]: row for row in cmd_quotas.collect(settings, None)}
+    assert set(rows) == {"alice", "bob"}
+    assert rows["alice"]["delayed"] == {"used": 4, "limit": 10, "fullest_partition_share": 0.4}
+    assert rows["alice"]["outstanding"]["used"] == 4
+    assert rows["bob"]["outstanding"]["used"] == 1
+    assert rows["bob"]["delayed"]["used"] == 0
+    assert rows["alice"]["bytes"]["used"] > 0
+    assert [row["caller"] for row in cmd_quotas.collect(settings, "bob")] == ["bob"]
+    table = cmd_quotas.render(list(rows.values()))
+    alice_line = next(line for line in table.splitlines() if line.startswith("alice"))
+    assert "4/10" in alice_line
+    assert "40%" in alice_line
