@@ -67,11 +67,12 @@ def drain(system: str, opts: Options) -> dict[str, Any]:
         return drain_on(system, url, opts.jobs, opts.workdir, f"drain-{system}")
 
 
-def drain_on(system: str, url: str, n: int, workdir: Path, name: str) -> dict[str, Any]:
-    """Enqueue ``n`` trivial jobs on the Redis at ``url``, start a worker fleet and time the drain from 5% to 100%
-    done; count Redis commands and the CPU Redis and the worker processes spend per job."""
+def drain_on(system: str, url: str, n: int, workdir: Path, name: str, *, preloaded: bool = False) -> dict[str, Any]:
+    """Enqueue ``n`` trivial jobs on the Redis at ``url`` (unless ``preloaded``), start a worker fleet and time the
+    drain from 5% to 100% done; count Redis commands and the CPU Redis and the worker processes spend per job."""
     client = redis.Redis.from_url(url)
-    preload(system, url, n)
+    if not preloaded:
+        preload(system, url, n)
     client.config_resetstat()
     redis_cpu_start = redis_cpu_seconds(client)
     polls = 0
