@@ -1,9 +1,11 @@
 """Memory per retained finished job: what a succeeded and a dead job's record (and its indexes) cost in Redis until
 its retention ends, under the Redis default ``hash-max-listpack-value`` and, when that is 64, with 1024.
 
-Each figure comes from a fresh Redis: ``used_memory`` before submitting N trivial jobs, then after a real jobfleet
-worker fleet drained them and stopped (so neither reading counts the fleet's connections), less the growth of the
-script cache and of the client buffers (fixed costs, not per job), divided by N."""
+Each figure comes from a fresh Redis and a real worker fleet (jobfleet's, or bare Dramatiq's for the baseline):
+a warm-up drain of N/10 jobs first pays the one-time costs (scripts loaded, connections, the scripts' own client
+buffers), then ``used_memory`` is read with the fleet idle, N trivial jobs are submitted and drained, and it is read
+again with the fleet idle; the difference, less the change in client buffers, script cache and AOF buffer (not per
+job), divided by N."""
 
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ from jobfleet.store.keys import Keys
 
 LISTPACK_VALUE = "hash-max-listpack-value"
 LISTPACK_1024 = "listpack_value_1024"
-# Not data: the fleet's Lua scripts and the buffers of connected clients (each drain loads the same scripts).
-FIXED_COSTS = ("used_memory_scripts", "mem_clients_normal")
+# Not data: the buffers of connected clients, the script cache and the AOF buffer not yet written.
+FIXED_COSTS = ("mem_clients_normal", "used_memory_scripts", "mem_aof_buffer")
 
 
 def memory_info(client: redis.Redis) -> dict[str, int]:
@@ -43,29 +45,35 @@ def retained(
     opts: Options, job_type: JobType, config: dict[str, str], label: str, system: str = "jobfleet"
 ) -> dict[str, Any]:
     """Bytes of Redis memory per finished job of ``job_type`` left behind by a drain of ``opts.retained_jobs``."""
-    n = opts.retained_jobs
+    n, warm_up = opts.retained_jobs, max(opts.retained_jobs // 10, 50)
     with redis_server(opts.workdir, config) as url:
         client = redis.Redis.from_url(url)
         keys = keys_for(Settings.from_env({}, redis_url=url))
         listpack_value = str(client.config_get(LISTPACK_VALUE)[LISTPACK_VALUE])
-        before = memory_info(client)
-        preload(system, url, n, job_type)
-        first = cast(list[bytes], client.zrange(keys.queue(0, "bench"), 0, 0))
         name = f"retention-{label}-{system}-{job_type.name}"
         with process(worker_argv(system), child_env(url, opts.workdir), name, opts.workdir) as proc:
-            deadline = time.monotonic() + 600
-            while not drained(client, system, job_type, keys, n):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"retention drain did not finish: see {opts.workdir}/{name}.log")
-                time.sleep(0.05)
-        time.sleep(1.5)  # the fleet's connections are closed and the AOF buffer written
-        after = memory_info(client)
-        one = one_record(client, keys.job(first[0].decode())) if first else None
+
+            def submit_and_drain(jobs: int, finished: int) -> dict[str, int]:
+                """Submit ``jobs`` jobs, wait until ``finished`` jobs in all have finished, read the memory."""
+                preload(system, url, jobs, job_type)
+                deadline = time.monotonic() + 600
+                while not drained(client, system, job_type, keys, finished):
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"retention drain did not finish: see {opts.workdir}/{name}.log")
+                    time.sleep(0.05)
+                time.sleep(2.5)  # the fleet idle: Redis has shrunk idle query buffers and written the AOF buffer
+                return memory_info(client)
+
+            before = submit_and_drain(warm_up, warm_up)
+            after = submit_and_drain(n, warm_up + n)
+        record = next(iter(client.scan_iter(match=keys.job_prefix(0) + "*", count=100)), None)
+        one = one_record(client, record) if record else None
         client.close()
     fixed = sum(after[cost] - before[cost] for cost in FIXED_COSTS)
     return {
         LISTPACK_VALUE: listpack_value,
         "jobs": n,
+        "warm_up_jobs": warm_up,
         "bytes_per_retained_job": round((after["used_memory"] - before["used_memory"] - fixed) / n, 1),
         "used_memory_delta_bytes": after["used_memory"] - before["used_memory"],
         "fixed_costs_excluded_bytes": fixed,
@@ -73,7 +81,7 @@ def retained(
     }
 
 
-def one_record(client: redis.Redis, key: str) -> dict[str, Any]:
+def one_record(client: redis.Redis, key: bytes) -> dict[str, Any]:
     """State, encoding and exact MEMORY USAGE of one job's record (the hash alone: no key-space or index share)."""
     state = cast(bytes | None, client.hget(key, "state"))
     encoding = cast(bytes | None, client.object("encoding", key))
