@@ -21,6 +21,7 @@ from bench.latency import latency
 from bench.options import Options
 from bench.report import machine, memory, publish
 from bench.retention import retention
+from bench.summary import ratios
 
 PARTS = ("drain", "commands", "api", "latency", "retention", "history")
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"history: drain and API p99 on an empty Redis, then with {opts.history_records} retained records")
             results["history"] = history(opts)
         results["memory"] = memory(results)
-    publish(results, as_json=args.json)
+    publish({"ratios": ratios(results), **results}, as_json=args.json)
     return 0
 
 

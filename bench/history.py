@@ -127,7 +127,7 @@ def history(opts: Options) -> dict[str, Any]:
     at_0, at_m = summary(0, drain_0, api_0), summary(m, drain_m, api_m)
     ratios = {
         figure: round(at_m[figure] / at_0[figure], 3) if at_m[figure] and at_0[figure] else None
-        for figure in ("drain_jobs_per_second", "api_requests_per_second", "api_p99_ms")
+        for figure in ("drain_jobs_per_second", "drain_redis_cpu_us_per_job", "api_requests_per_second", "api_p99_ms")
     }
     return {
         "retained_records": m,
