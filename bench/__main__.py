@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes: finishes in about a minute")
+    parser.add_argument("--quick", action="store_true", help="small sizes: finishes in about two minutes")
     parser.add_argument("--json", action="store_true", help="print the JSON result to stdout instead of a file")
     parser.add_argument("--jobs", type=int, help="drain size (default 20000, quick 2000)")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts to run ({','.join(PARTS)})")
