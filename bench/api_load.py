@@ -15,6 +15,8 @@ from bench.options import Options
 from bench.processes import child_env, granian_argv, process, redis_server, rss_mib, wait_http
 from jobfleet.ops.embedded_redis import free_port
 
+JOBFLEET_API = "jobfleet.app.wsgi:create"
+
 # Every request carries a new Idempotency-Key, as a client sending new jobs would: a repeated key would get the
 # existing job back without an enqueue, and the benchmark would measure replays.
 WRK_SCRIPT = """
@@ -97,23 +99,29 @@ def python_load(port: int, seconds: int, path: str) -> dict[str, Any]:
     }
 
 
+def load_generator() -> str:
+    return "wrk" if shutil.which("wrk") else "python"
+
+
+def serve_and_load(target: str, url: str, opts: Options, name: str) -> dict[str, Any]:
+    """Serve ``target`` (an app factory) with the production API server on the Redis at ``url``, load its enqueue
+    endpoint for ``opts.wrk_seconds`` and return req/s, p50/p99 and the server's RSS."""
+    port = free_port()
+    with process(granian_argv(target, port), child_env(url, opts.workdir), name, opts.workdir) as proc:
+        wait_http(port)
+        if load_generator() == "wrk":
+            result = run_wrk(port, opts.wrk_seconds, "/v1/jobs/report", opts.workdir)
+        else:
+            result = python_load(port, opts.wrk_seconds, "/v1/jobs/report")
+        result["server_rss_mib"] = rss_mib(proc.pid)
+    return result
+
+
 def api_enqueue(opts: Options) -> dict[str, Any]:
     """Enqueue rate of the real API vs a minimal actor.send endpoint, same server (granian), same run."""
-    tool = "wrk" if shutil.which("wrk") else "python"
-    out: dict[str, Any] = {"load_generator": tool, "connections": 32, "seconds": opts.wrk_seconds}
-    for name, target in (("minimal_send", "bench.minimal_app:create"), ("jobfleet", "jobfleet.app.wsgi:create")):
+    out: dict[str, Any] = {"load_generator": load_generator(), "connections": 32, "seconds": opts.wrk_seconds}
+    for name, target in (("minimal_send", "bench.minimal_app:create"), ("jobfleet", JOBFLEET_API)):
         with redis_server(opts.workdir) as url:
-            port = free_port()
-            env = child_env(url, opts.workdir)
-            with process(granian_argv(target, port), env, f"api-{name}", opts.workdir) as proc:
-                wait_http(port)
-                measure = run_wrk if tool == "wrk" else None
-                result = (
-                    measure(port, opts.wrk_seconds, "/v1/jobs/report", opts.workdir)
-                    if measure
-                    else python_load(port, opts.wrk_seconds, "/v1/jobs/report")
-                )
-                result["server_rss_mib"] = rss_mib(proc.pid)
-                out[name] = result
+            out[name] = serve_and_load(target, url, opts, f"api-{name}")
     out["ratio"] = round(out["jobfleet"]["requests_per_second"] / out["minimal_send"]["requests_per_second"], 3)
     return out

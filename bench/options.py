@@ -15,6 +15,8 @@ class Options:
     wrk_seconds: int
     latency_rate: int
     latency_seconds: int
+    retained_jobs: int  # N of the retention part: jobs per memory reading
+    history_records: int  # M of the history part: retained job records present for the second measurement
     only: set[str]
     workdir: Path
     results: dict[str, Any] = field(default_factory=dict)

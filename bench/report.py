@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.processes import ROOT
+from bench.summary import drain_cost_lines, history_lines, retention_lines
 
 
 def machine() -> dict[str, Any]:
@@ -54,6 +55,7 @@ def table(results: dict[str, Any]) -> str:
             f"{d['bare']['redis_commands_per_job_incl_script_internals']:>13} "
             f"{d['jobfleet']['redis_commands_per_job_incl_script_internals']:>11}"
         )
+        lines += drain_cost_lines(d)
     c = results.get("commands")
     if c:
         lines.append(
@@ -86,6 +88,10 @@ def table(results: dict[str, Any]) -> str:
             f"({lat['achieved_per_second']}/s achieved) for {lat['seconds']} s"
         )
         lines.append(f"  p50 {lat['p50_ms']} ms   p95 {lat['p95_ms']} ms   p99 {lat['p99_ms']} ms")
+    if results.get("retention"):
+        lines += retention_lines(results["retention"])
+    if results.get("history"):
+        lines += history_lines(results["history"])
     m = results.get("memory")
     if m:
         lines.append("")
