@@ -1,10 +1,9 @@
 """Flat as history grows: jobfleet's drain (jobs/s, 5% -> 100%) and its API's enqueue p99 on an empty Redis, then
 on a Redis holding M retained succeeded job records, and the ratios (at M / at 0).
 
-The M records are copies of a real one, produced by the drain at 0: each copy gets a fresh job id (in the hash key,
-the record's ``key`` field and its message) and lives the record's life at the Redis level, as submit.lua and
-finish.lua write it — created with its encoded message, the message dropped at success, the record's TTL set — so
-its encoding and size are a real record's. A succeeded job leaves nothing else behind (finish.lua: its hash with a
+The M records are copies of a real one, produced by the drain at 0: each copy is RESTOREd from the real record's
+DUMP under a fresh job id of the same partition, with its TTL, so its fields, encoding and size are exactly a real
+record's whatever finish.lua does to it. A succeeded job leaves nothing else behind (finish.lua: its hash with a
 TTL; its queue and running entries are gone). They are written in raw pipelines of 1,000 copies with the AOF off,
 then the AOF is switched back on (Redis rewrites it from the data set, and fsyncs it) and the rewrite is awaited,
 so the measurement at M starts, like a long-running production Redis, with a compact AOF and no rewrite under way."""
@@ -48,24 +47,23 @@ def wait_for_aof_rewrite(client: redis.Redis, timeout: float = 300) -> None:
 
 
 def populate(client: redis.Redis, keys: Keys, template: dict[str, Any], m: int) -> dict[str, Any]:
-    """Write ``m`` copies of the template record under fresh job ids of its partition; say how long it took."""
-    job_id: bytes = template["id"].encode()
-    fields = {**template["fields"], b"msg": template["message"]}
-    key = keys.job(template["id"]).encode()
-    life = resp(b"HSET", key, *(x for item in fields.items() for x in item))  # submit.lua (+ the claim, finish)
-    life += resp(b"HSET", key, b"msg", b"")  # finish.lua: a succeeded job keeps no payload
-    life += resp(b"EXPIRE", key, str(template["ttl"]).encode())
-    pieces = life.split(job_id)  # every place the job id appears, the copy's own id goes
+    """Write ``m`` copies of the template record under fresh job ids of its partition; say how long it took.
+
+    Each copy is RESTOREd from the real record's DUMP, so it has the record's exact fields, encoding and TTL."""
+    ttl_ms = str(max(1, template["ttl"]) * 1000).encode()
     partition = keys.partition_of(template["id"])
+    prefix = keys.job_prefix(partition).encode()
     started = time.monotonic()
     client.config_set("appendonly", "no")
     conn = client.connection_pool.get_connection()
     try:
         for start in range(0, m, BATCH):
             count = min(BATCH, m - start)
-            batch = b"".join(new_id(keys, partition).join(pieces) for _ in range(count))
+            batch = b"".join(
+                resp(b"RESTORE", prefix + new_id(keys, partition), ttl_ms, template["dump"]) for _ in range(count)
+            )
             conn.send_packed_command([batch])  # type: ignore[no-untyped-call]
-            for _ in range(3 * count):
+            for _ in range(count):
                 conn.read_response()
     finally:
         client.connection_pool.release(conn)
@@ -107,7 +105,7 @@ def history(opts: Options) -> dict[str, Any]:
         message = client.hget(keys.job(job_id), "msg")
         drain_0 = drain_on("jobfleet", url, n, opts.workdir, "history-drain-0", preloaded=True)
         fields = client.hgetall(keys.job(job_id))
-        template = {"id": job_id, "fields": fields, "message": message, "ttl": client.ttl(keys.job(job_id))}
+        template = {"id": job_id, "dump": client.dump(keys.job(job_id)), "ttl": client.ttl(keys.job(job_id))}
         if fields.get(b"state") != b"succeeded" or not message:
             raise RuntimeError(f"the template job {job_id} did not succeed: see {opts.workdir}/history-drain-0.log")
         record = {"encoding": client.object("encoding", keys.job(job_id)), "fields": len(fields)}

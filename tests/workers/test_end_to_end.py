@@ -145,3 +145,22 @@ def test_a_message_sent_with_send_is_a_job_from_the_moment_it_exists(client: Fla
     # And a worker runs it to success
     start_worker()
     assert wait_for_state(client, message.message_id, {"succeeded", "dead"})["state"] == "succeeded"
+
+
+def test_a_succeeded_record_drops_its_payload_and_is_kept_compact_for_its_retention(
+    client: FlaskClient, worker: RunningWorker, receiver: Receiver, redis_client: Any
+) -> None:
+    # Invariant (store v2 cost): a succeeded small job keeps its record without the payload, in Redis's listpack
+    # encoding (a hash a long value once made a hashtable never converts back: ~3x the memory for a day).
+    from jobfleet.store.keys import Keys
+
+    job_id = client.post("/v1/jobs/webhook", json={"url": receiver.url, "payload": {"pad": "x" * 300}}).get_json()[
+        "job_id"
+    ]
+    body = wait_for_state(client, job_id, {"succeeded", "dead"})
+    assert body["state"] == "succeeded", body
+    key = Keys("jobfleet").job(job_id)
+    assert not redis_client.hexists(key, "msg")
+    assert redis_client.object("encoding", key) == b"listpack"
+    assert 0 < redis_client.ttl(key) <= 86400
+    assert body["history"][0]["outcome"] == "succeeded"

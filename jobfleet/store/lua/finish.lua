@@ -28,9 +28,9 @@ else
     local line = attempt_line(ARGV[5], now, outcome, "", n, replay)
     if ARGV[14] == "1" then
       redis.call("HSET", KEYS[1], "state", "succeeded", "finished", now, "result", ARGV[6], "worker", "", attempt, line)
-    else  -- a succeeded job keeps no payload unless asked to
-      redis.call("HSET", KEYS[1], "state", "succeeded", "finished", now, "result", ARGV[6], "worker", "", attempt, line,
-        "msg", "")
+    else  -- a succeeded job keeps no payload unless asked to, and is written anew in Redis's compact encoding
+      redis.call("HSET", KEYS[1], "state", "succeeded", "finished", now, "result", ARGV[6], "worker", "", attempt, line)
+      compact(KEYS[1], "msg")
     end
     redis.call("EXPIRE", KEYS[1], ARGV[13])
   elseif outcome == "retrying" then
