@@ -13,7 +13,6 @@ from flask import Flask, g, request
 from jobfleet.app.problems import Problem
 from jobfleet.core.api_keys import ANONYMOUS, DLQ_ADMIN, JOBS_READ, JOBS_WRITE, Principal, load_keys
 from jobfleet.core.errors import ConfigError, JobNotFound
-from jobfleet.core.net import is_loopback_host
 from jobfleet.core.settings import Settings
 
 # Flask endpoint -> the scope it needs; endpoints not listed (health, metrics, openapi) are public.
@@ -34,11 +33,14 @@ log = logging.getLogger("jobfleet.auth")
 
 
 def check_mode(settings: Settings) -> None:
-    """Refuse to serve without auth on a non-loopback address unless JOBFLEET_AUTH=disabled says so."""
-    if settings.auth == "auto" and not settings.api_keys_file and not is_loopback_host(settings.api_host):
+    """Refuse to build an API without auth unless JOBFLEET_AUTH=disabled says so explicitly."""
+    # Not the bind address: JOBFLEET_API_HOST is only what `jobfleet api` passes to granian, and any other server
+    # command line may serve this app anywhere. `jobfleet run`/`stack` know their bind and say disabled themselves.
+    if settings.auth == "auto" and not settings.api_keys_file:
         raise ConfigError(
-            f"JOBFLEET_API_HOST={settings.api_host!r} is not loopback and no JOBFLEET_API_KEYS_FILE is set: "
-            "issue keys with `jobfleet keys issue`, or set JOBFLEET_AUTH=disabled if you really mean it"
+            "JOBFLEET_AUTH=auto and no JOBFLEET_API_KEYS_FILE: the API does not serve without auth. Issue keys with "
+            "`jobfleet keys issue --caller <tenant> --scope jobs:write --file <path>` and set "
+            "JOBFLEET_API_KEYS_FILE=<path>, or set JOBFLEET_AUTH=disabled for local development"
         )
 
 

@@ -147,7 +147,7 @@ class Settings:
     auth: str = setting(
         "JOBFLEET_AUTH",
         one_of("auto", "enabled", "disabled"),
-        "API auth: enabled, disabled (local development only), or auto (enabled when a keys file is set)",
+        "API auth: enabled, disabled (local development only), or auto (on with a keys file, else the API won't start)",
         "auto",
     )
     api_keys_file: str = setting(

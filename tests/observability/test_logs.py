@@ -85,7 +85,9 @@ def test_log_lines_inside_a_job_carry_trace_job_actor_and_attempt(
 def test_log_lines_inside_a_request_carry_its_trace_and_span(
     json_logs: Callable[[], list[dict[str, Any]]], settings: Settings, spans: Spans
 ) -> None:
-    down = Settings.from_env({}, redis_url=f"redis://127.0.0.1:{socket_closed_port()}/0", redis_timeout_seconds=0.2)
+    down = Settings.from_env(
+        {}, redis_url=f"redis://127.0.0.1:{socket_closed_port()}/0", redis_timeout_seconds=0.2, auth="disabled"
+    )
     client = create_app(down, tracer_provider=spans.provider).test_client()
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
