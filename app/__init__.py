@@ -25,8 +25,8 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     problems.init_app(app)
     metrics.init_app(app, multiprocess_dir=settings.prometheus_multiproc_dir)
     telemetry.init_app(app, tracer_provider=tracer_provider)
-    auth.init_app(app, settings)  # after metrics and tracing, so refused requests are measured and traced
-    limits.init_app(app, settings, client)
+    admission = limits.init_app(app, settings, client)
+    auth.init_app(app, settings, admission)  # after metrics and tracing: refusals are measured and traced
     app.register_blueprint(jobs.bp)
     app.register_blueprint(dlq.bp)
     app.register_blueprint(health.bp)

@@ -1,21 +1,23 @@
-"""API keys and scopes: who is calling, and may they do this? Keys are loaded once per process from
-JOBFLEET_API_KEYS_FILE (hashes only); a request costs one SHA-256 and one dict lookup, never a Redis call."""
+"""API keys and scopes: who is calling, and may they do this? Every route needs a key with the scope listed for it
+in ENDPOINT_SCOPES unless it is in PUBLIC_ENDPOINTS: a route in neither is refused (fail closed). Keys are loaded once
+per process from JOBFLEET_API_KEYS_FILE (hashes only); a request costs one SHA-256 and a dict lookup to
+authenticate, then one rate-limit call (per caller, or per client address without a valid key)."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, g, request
 
+from jobfleet.app.auth_mode import check_mode, warn_disabled
 from jobfleet.app.problems import Problem
-from jobfleet.core.api_keys import ANONYMOUS, DLQ_ADMIN, JOBS_READ, JOBS_WRITE, Principal, load_keys
-from jobfleet.core.errors import ConfigError, JobNotFound
+from jobfleet.core.api_keys import ANONYMOUS, DLQ_ADMIN, JOBS_READ, JOBS_WRITE, KeyRing, Principal, load_keys
+from jobfleet.core.errors import JobNotFound
 from jobfleet.core.settings import Settings
+from jobfleet.store.rate_limit import Admission
 
-# Flask endpoint -> the scope it needs; endpoints not listed (health, metrics, openapi) are public.
+# Flask endpoint -> the scope it needs. An endpoint listed neither here nor in PUBLIC_ENDPOINTS is refused to all.
 ENDPOINT_SCOPES: Mapping[str, str] = {
     "jobs.enqueue": JOBS_WRITE,
     "jobs.cancel": JOBS_WRITE,
@@ -28,30 +30,8 @@ ENDPOINT_SCOPES: Mapping[str, str] = {
     "dlq.purge_dead_letter": DLQ_ADMIN,
     "dlq.audit": DLQ_ADMIN,
 }
-
-log = logging.getLogger("jobfleet.auth")
-
-
-def check_mode(settings: Settings) -> None:
-    """Refuse to build an API without auth unless JOBFLEET_AUTH=disabled says so explicitly."""
-    # Not the bind address: JOBFLEET_API_HOST is only what `jobfleet api` passes to granian, and any other server
-    # command line may serve this app anywhere. `jobfleet run`/`stack` know their bind and say disabled themselves.
-    if settings.auth == "auto" and not settings.api_keys_file:
-        raise ConfigError(
-            "JOBFLEET_AUTH=auto and no JOBFLEET_API_KEYS_FILE: the API does not serve without auth. Issue keys with "
-            "`jobfleet keys issue --caller <tenant> --scope jobs:write --file <path>` and set "
-            "JOBFLEET_API_KEYS_FILE=<path>, or set JOBFLEET_AUTH=disabled for local development"
-        )
-
-
-def warn_disabled() -> None:
-    """Say loudly, on stderr and in the log, that the API accepts anyone."""
-    message = (
-        "!!! jobfleet API AUTHENTICATION IS DISABLED: anyone who can reach this port can enqueue, read, cancel "
-        "and replay jobs. Fine for local development only; set JOBFLEET_API_KEYS_FILE for anything else. !!!"
-    )
-    print(message, file=sys.stderr, flush=True)
-    log.warning(message)
+# Endpoints anyone may call: no key, no rate limit, no job data (README "Security"). "static": console assets, if any.
+PUBLIC_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "prometheus_metrics", "openapi.openapi", "static"})
 
 
 def _unauthorized(detail: str, error: str | None) -> Problem:
@@ -59,8 +39,13 @@ def _unauthorized(detail: str, error: str | None) -> Problem:
     return Problem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
 
 
+def _forbidden(detail: str, scope: str = "") -> Problem:
+    challenge = 'Bearer realm="jobfleet", error="insufficient_scope"' + (f', scope="{scope}"' if scope else "")
+    return Problem(403, "forbidden", "Forbidden", detail, headers={"WWW-Authenticate": challenge})
+
+
 def current_principal() -> Principal | None:
-    """The authenticated principal of this request (None when auth is disabled or the endpoint is public)."""
+    """The authenticated principal of this request (None when auth is disabled, the route is public or it failed)."""
     found: Principal | None = g.get("jf_principal")
     return found
 
@@ -72,8 +57,7 @@ def current_caller() -> str:
 
 
 def ensure_owner(record: Mapping[str, Any], job_id: str) -> None:
-    """Answer 404 (as if absent) when an authenticated caller looks at another tenant's job.
-    Holders of dlq:admin (operators) may read every job."""
+    """Answer 404 (as if absent) when an authenticated caller looks at another tenant's job (operators may read)."""
     principal = current_principal()
     if principal is None or record.get("caller") == principal.caller:
         return
@@ -82,8 +66,33 @@ def ensure_owner(record: Mapping[str, Any], job_id: str) -> None:
     raise JobNotFound(f"no job {job_id!r} (unknown id, or its record expired)")
 
 
-def init_app(app: Flask, settings: Settings) -> None:
-    """Require an API key with the right scope on every non-public endpoint (or warn that nothing is checked)."""
+def _authenticate(keys: KeyRing) -> Principal | Problem:
+    """The principal of the request's Bearer key, or the 401 to answer (no Redis call either way)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        return _unauthorized("send an API key: 'Authorization: Bearer <key>'", None)
+    if scheme.lower() != "bearer" or not token.strip():
+        return _unauthorized("the Authorization header must be 'Bearer <key>'", "invalid_request")
+    principal = keys.authenticate(token.strip())
+    if principal is None:
+        return _unauthorized("the API key is not valid (unknown, revoked or mistyped)", "invalid_token")
+    return principal
+
+
+def _authorize(principal: Principal, endpoint: str) -> None:
+    scope = ENDPOINT_SCOPES.get(endpoint)
+    if scope is None:
+        raise _forbidden(f"this operation declares no scope (app/auth.py ENDPOINT_SCOPES lacks {endpoint!r})")
+    if scope not in principal.scopes:
+        raise _forbidden(f"this API key ({principal.key_id}) lacks the {scope!r} scope this operation needs", scope)
+    job_type = (request.view_args or {}).get("job_type")
+    if endpoint == "jobs.enqueue" and isinstance(job_type, str) and not principal.may_enqueue(job_type):
+        raise _forbidden(f"this API key ({principal.key_id}) may not enqueue {job_type!r} jobs")
+
+
+def init_app(app: Flask, settings: Settings, admission: Admission) -> None:
+    """Require an API key with the right scope on every non-public route and rate-limit it (or warn: no auth)."""
     check_mode(settings)
     if not settings.auth_enabled:
         app.extensions["jobfleet_auth"] = None
@@ -93,33 +102,17 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["jobfleet_auth"] = keys
 
     @app.before_request
-    def _authenticate() -> None:
-        scope = ENDPOINT_SCOPES.get(request.endpoint or "")
-        if scope is None:
+    def _guard() -> None:
+        endpoint = request.endpoint
+        # An unmatched URL runs no view: let routing answer its 404/405 (a mistyped path is no secret).
+        if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
             return
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if not header:
-            raise _unauthorized("send an API key: 'Authorization: Bearer <key>'", None)
-        if scheme.lower() != "bearer" or not token.strip():
-            raise _unauthorized("the Authorization header must be 'Bearer <key>'", "invalid_request")
-        principal = keys.authenticate(token.strip())
-        if principal is None:
-            raise _unauthorized("the API key is not valid (unknown, revoked or mistyped)", "invalid_token")
-        g.jf_principal = principal
-        if scope not in principal.scopes:
-            raise Problem(
-                403,
-                "forbidden",
-                "Forbidden",
-                f"this API key ({principal.key_id}) lacks the {scope!r} scope this operation needs",
-                headers={"WWW-Authenticate": f'Bearer realm="jobfleet", error="insufficient_scope", scope="{scope}"'},
-            )
-        job_type = (request.view_args or {}).get("job_type")
-        if request.endpoint == "jobs.enqueue" and isinstance(job_type, str) and not principal.may_enqueue(job_type):
-            raise Problem(
-                403,
-                "forbidden",
-                "Forbidden",
-                f"this API key ({principal.key_id}) may not enqueue {job_type!r} jobs",
-            )
+        found = _authenticate(keys)
+        # Admission before any refusal and before the body is read: every request to a route counts, failed ones
+        # too; without a valid key there is no caller to charge, so the client's address is.
+        if isinstance(found, Problem):
+            admission.admit_address(request.remote_addr or "unknown")
+            raise found
+        g.jf_principal = found
+        admission.admit(found.caller)
+        _authorize(found, endpoint)

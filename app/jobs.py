@@ -14,7 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from jobfleet.app.auth import current_caller, current_principal, ensure_owner
 from jobfleet.app.enqueue import submit
-from jobfleet.app.limits import admit_enqueue, check_body_shape
+from jobfleet.app.limits import check_body_shape
 from jobfleet.app.problems import Problem
 from jobfleet.app.schemas import JobAccepted, JobEvent, JobEvents, JobStatus, iso
 from jobfleet.app.services import services
@@ -153,7 +153,6 @@ def enqueue(job_type: str) -> tuple[Response, int]:
         payload = spec.payload.model_validate(body)
     except pydantic.ValidationError as exc:
         raise validation_problem(f"{job_type} payload", exc) from None
-    admit_enqueue()
     submitted = submit(
         svc.store,
         spec,

@@ -84,6 +84,10 @@ class Keys:
         """Hash: the caller's API rate-limit token bucket (tokens, last refill in ms); expires when full again."""
         return f"{self.ns}:ratelimit:{caller}"
 
+    def rate_bucket_of_address(self, address: str) -> str:
+        """Hash: the rate-limit token bucket of requests without a valid key from one client address."""
+        return f"{self.ns}:ratelimit:addr:{address}"  # ':' never occurs in a caller name: no collision
+
     def queues(self) -> str:
         """Set: the queue names workers and producers declared (what the exporter and status read)."""
         return f"{self.ns}:queues"

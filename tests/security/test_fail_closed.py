@@ -1,14 +1,19 @@
 """Fail closed: an API without keys starts only when JOBFLEET_AUTH=disabled says so (`jobfleet run` and `make stack`
-say it for a loopback API on a fresh clone)."""
+say it for a loopback API on a fresh clone), and a route nobody gave a scope needs a key all the same."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
+from flask import Blueprint, Flask, jsonify
+from flask.testing import FlaskClient
 
 from jobfleet.core.errors import ConfigError
 from jobfleet.core.settings import Settings
+from tests.security.conftest import bearer
+
+PUBLIC = ["/healthz", "/readyz", "/metrics", "/openapi.json"]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "localhost"])
@@ -53,3 +58,39 @@ def test_the_supervisor_gives_only_the_api_the_disabled_mode() -> None:
     assert children["api"].env["JOBFLEET_AUTH"] == "disabled"
     assert "JOBFLEET_AUTH" not in children["worker"].env
     assert children["worker"].env["REDIS_URL"] == "redis://r:6379/0"
+
+
+def _with_an_unscoped_route(app: Flask) -> FlaskClient:
+    extra = Blueprint("extra", __name__)
+
+    @extra.get("/v1/extra")
+    def unscoped() -> object:
+        return jsonify({"secret": "tenant data"})
+
+    app.register_blueprint(extra)
+    return app.test_client()
+
+
+def test_a_route_without_a_scope_entry_needs_a_key(secure_app: Flask) -> None:
+    client = _with_an_unscoped_route(secure_app)
+    anonymous = client.get("/v1/extra")
+    assert anonymous.status_code == 401
+    assert "tenant data" not in anonymous.get_data(as_text=True)
+    # A valid key is not enough either: no scope grants an endpoint that declares none.
+    keyed = client.get("/v1/extra", headers=bearer("everything"))
+    assert keyed.status_code == 403
+    assert "ENDPOINT_SCOPES" in keyed.get_json()["detail"]
+
+
+@pytest.mark.parametrize("path", PUBLIC)
+def test_only_the_listed_routes_are_public(secure_client: FlaskClient, path: str) -> None:
+    from jobfleet.app.auth import PUBLIC_ENDPOINTS
+
+    assert secure_client.get(path).status_code == 200
+    rules = {r.rule: r.endpoint for r in secure_client.application.url_map.iter_rules()}
+    assert rules[path] in PUBLIC_ENDPOINTS
+
+
+def test_an_unknown_url_is_still_a_404(secure_client: FlaskClient) -> None:
+    # No view runs for an unmatched URL, so there is nothing to protect and a client's typo stays a 404.
+    assert secure_client.get("/v1/nothing-here", headers=bearer("alice")).status_code == 404
