@@ -66,6 +66,13 @@ def ensure_owner(record: Mapping[str, Any], job_id: str) -> None:
     raise JobNotFound(f"no job {job_id!r} (unknown id, or its record expired)")
 
 
+def ensure_may_write(job_type: str, verb: str) -> None:
+    """Answer 403 when the request's key is restricted to other job types than ``job_type`` (``verb``: the action)."""
+    principal = current_principal()
+    if principal is not None and not principal.may_write(job_type):
+        raise _forbidden(f"this API key ({principal.key_id}) may not {verb} {job_type!r} jobs")
+
+
 def _authenticate(keys: KeyRing) -> Principal | Problem:
     """The principal of the request's Bearer key, or the 401 to answer (no Redis call either way)."""
     header = request.headers.get("Authorization", "")
@@ -87,8 +94,8 @@ def _authorize(principal: Principal, endpoint: str) -> None:
     if scope not in principal.scopes:
         raise _forbidden(f"this API key ({principal.key_id}) lacks the {scope!r} scope this operation needs", scope)
     job_type = (request.view_args or {}).get("job_type")
-    if endpoint == "jobs.enqueue" and isinstance(job_type, str) and not principal.may_enqueue(job_type):
-        raise _forbidden(f"this API key ({principal.key_id}) may not enqueue {job_type!r} jobs")
+    if endpoint == "jobs.enqueue" and isinstance(job_type, str):
+        ensure_may_write(job_type, "enqueue")
 
 
 def init_app(app: Flask, settings: Settings, admission: Admission) -> None:

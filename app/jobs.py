@@ -12,7 +12,7 @@ from typing import Any
 import pydantic
 from flask import Blueprint, Response, jsonify, request
 
-from jobfleet.app.auth import current_caller, current_principal, ensure_owner
+from jobfleet.app.auth import current_caller, current_principal, ensure_may_write, ensure_owner
 from jobfleet.app.enqueue import submit
 from jobfleet.app.limits import check_body_shape
 from jobfleet.app.problems import Problem
@@ -205,8 +205,10 @@ def cancel(job_id: str) -> tuple[Response, int]:
     """Cancel a waiting job, or ask a running one to stop; 409 when it already finished."""
     check_job_id(job_id)
     store = services().store
-    if current_principal() is not None:  # the owner never changes, so checking before the cancel script is safe
-        ensure_owner(store.get(job_id), job_id)
+    if current_principal() is not None:  # owner and type never change, so checking before the cancel script is safe
+        record = store.get(job_id)
+        ensure_owner(record, job_id)  # another tenant's job is a 404 before its type can be told by a 403
+        ensure_may_write(str(record.get("type", "")), "cancel")
     previous = store.cancel(job_id, caller=caller())
     record = store.get(job_id)
     return jsonify(JobStatus.from_record(record).model_dump(mode="json")), 202 if previous == "running" else 200

@@ -37,8 +37,8 @@ class Principal:
     scopes: frozenset[str]
     job_types: frozenset[str] | None = None  # None: every job type
 
-    def may_enqueue(self, job_type: str) -> bool:
-        """Whether this key may enqueue ``job_type``."""
+    def may_write(self, job_type: str) -> bool:
+        """Whether this key may enqueue or cancel jobs of ``job_type`` (its ``job_types``, when it has any)."""
         return self.job_types is None or job_type in self.job_types
 
 

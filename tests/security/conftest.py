@@ -21,6 +21,7 @@ ROLES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "bob": ("bob", ["jobs:write", "jobs:read"], None),
     "admin": ("ops", ["dlq:admin"], None),
     "webhooks_only": ("carol", ["jobs:write", "jobs:read"], ["webhook"]),
+    "carol": ("carol", ["jobs:write", "jobs:read"], None),
     "everything": ("root", ["jobs:write", "jobs:read", "dlq:admin"], None),
 }
 
