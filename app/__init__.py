@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     metrics.init_app(app, multiprocess_dir=settings.prometheus_multiproc_dir)
     telemetry.init_app(app, tracer_provider=tracer_provider)
     admission = limits.init_app(app, settings, client)
-    auth.init_app(app, settings, admission)  # after metrics and tracing: refusals are measured and traced
+    auth.init_app(app, settings, client, admission)  # after metrics and tracing: refusals are measured and traced
     app.register_blueprint(jobs.bp)
     app.register_blueprint(dlq.bp)
     app.register_blueprint(health.bp)

@@ -1,20 +1,25 @@
 """API keys and scopes: who is calling, and may they do this? Every route needs a key with the scope listed for it
-in ENDPOINT_SCOPES unless it is in PUBLIC_ENDPOINTS: a route in neither is refused (fail closed). Keys are loaded once
-per process from JOBFLEET_API_KEYS_FILE (hashes only); a request costs one SHA-256 and a dict lookup to
+in ENDPOINT_SCOPES unless it is in PUBLIC_ENDPOINTS: a route in neither is refused (fail closed). Keys come from
+JOBFLEET_API_KEYS_FILE (hashes only, reloaded when it changes); a request costs one SHA-256 and a dict lookup to
 authenticate, then one rate-limit call (per caller, or per client address without a valid key)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
+import redis
 from flask import Flask, g, request
 
 from jobfleet.app.auth_mode import check_mode, warn_disabled
 from jobfleet.app.problems import Problem
-from jobfleet.core.api_keys import ANONYMOUS, DLQ_ADMIN, JOBS_READ, JOBS_WRITE, KeyRing, Principal, load_keys
+from jobfleet.core.api_keys import ANONYMOUS, DLQ_ADMIN, JOBS_READ, JOBS_WRITE, Principal, format_time
 from jobfleet.core.errors import JobNotFound
+from jobfleet.core.key_file import KeyFile
 from jobfleet.core.settings import Settings
+from jobfleet.store.key_usage import KeyUsage
+from jobfleet.store.keys import Keys
 from jobfleet.store.rate_limit import Admission
 
 # Flask endpoint -> the scope it needs. An endpoint listed neither here nor in PUBLIC_ENDPOINTS is refused to all.
@@ -56,6 +61,12 @@ def current_caller() -> str:
     return principal.caller if principal is not None else ANONYMOUS
 
 
+def current_key_id() -> str:
+    """The id of the API key this request presented, when it names a known key (expired ones too), else ``""``."""
+    found: str = g.get("jf_key_id", "")
+    return found
+
+
 def ensure_owner(record: Mapping[str, Any], job_id: str) -> None:
     """Answer 404 (as if absent) when an authenticated caller looks at another tenant's job (operators may read)."""
     principal = current_principal()
@@ -73,7 +84,7 @@ def ensure_may_write(job_type: str, verb: str) -> None:
         raise _forbidden(f"this API key ({principal.key_id}) may not {verb} {job_type!r} jobs")
 
 
-def _authenticate(keys: KeyRing) -> Principal | Problem:
+def _authenticate(keys: KeyFile) -> Principal | Problem:
     """The principal of the request's Bearer key, or the 401 to answer (no Redis call either way)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -84,6 +95,10 @@ def _authenticate(keys: KeyRing) -> Principal | Problem:
     principal = keys.authenticate(token.strip())
     if principal is None:
         return _unauthorized("the API key is not valid (unknown, revoked or mistyped)", "invalid_token")
+    g.jf_key_id = principal.key_id
+    if principal.expires_at is not None and principal.expired(time.time()):
+        detail = f"the API key ({principal.key_id}) expired at {format_time(principal.expires_at)}; use a current key"
+        return _unauthorized(detail, "invalid_token")
     return principal
 
 
@@ -98,14 +113,15 @@ def _authorize(principal: Principal, endpoint: str) -> None:
         ensure_may_write(job_type, "enqueue")
 
 
-def init_app(app: Flask, settings: Settings, admission: Admission) -> None:
+def init_app(app: Flask, settings: Settings, client: redis.Redis, admission: Admission) -> None:
     """Require an API key with the right scope on every non-public route and rate-limit it (or warn: no auth)."""
     check_mode(settings)
     if not settings.auth_enabled:
         app.extensions["jobfleet_auth"] = None
         warn_disabled()
         return
-    keys = load_keys(settings.api_keys_file)
+    keys = KeyFile(settings.api_keys_file)
+    usage = KeyUsage(client, Keys(settings.namespace))
     app.extensions["jobfleet_auth"] = keys
 
     @app.before_request
@@ -121,5 +137,6 @@ def init_app(app: Flask, settings: Settings, admission: Admission) -> None:
             admission.admit_address(request.remote_addr or "unknown")
             raise found
         g.jf_principal = found
+        usage.touch(found.key_id)
         admission.admit(found.caller)
         _authorize(found, endpoint)

@@ -12,7 +12,7 @@ from typing import Any
 import pydantic
 from flask import Blueprint, Response, jsonify, request
 
-from jobfleet.app.auth import current_caller, current_principal, ensure_may_write, ensure_owner
+from jobfleet.app.auth import current_caller, current_key_id, current_principal, ensure_may_write, ensure_owner
 from jobfleet.app.enqueue import submit
 from jobfleet.app.limits import check_body_shape
 from jobfleet.app.problems import Problem
@@ -209,6 +209,6 @@ def cancel(job_id: str) -> tuple[Response, int]:
         record = store.get(job_id)
         ensure_owner(record, job_id)  # another tenant's job is a 404 before its type can be told by a 403
         ensure_may_write(str(record.get("type", "")), "cancel")
-    previous = store.cancel(job_id, caller=caller())
+    previous = store.cancel(job_id, caller=caller(), key_id=current_key_id())
     record = store.get(job_id)
     return jsonify(JobStatus.from_record(record).model_dump(mode="json")), 202 if previous == "running" else 200
