@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +13,6 @@ import structlog
 from flask.testing import FlaskClient
 
 from jobfleet.app import create_app
-from jobfleet.core.logging import configure_logging
 from jobfleet.core.settings import Settings
 from jobfleet.core.telemetry import build_tracer_provider
 from tests.conftest import Receiver, RunningWorker, socket_closed_port, wait_for_state
@@ -32,24 +29,6 @@ def spans() -> Iterator[Spans]:
     provider = build_tracer_provider("jobfleet-test", {})
     yield Spans(InMemorySpanExporter(), provider)
     provider.shutdown()
-
-
-@pytest.fixture
-def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """Configure jobfleet's logging into a buffer; return a reader of the JSON lines written so far."""
-    buffer = io.StringIO()
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    monkeypatch.setattr(sys, "stdout", buffer)
-    configure_logging("INFO", component="test")
-
-    def lines() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
-
-    yield lines
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    root.handlers[:], root.level = saved
 
 
 def wait_for_line(lines: Callable[[], list[dict[str, Any]]], predicate: Callable[[dict[str, Any]], bool]) -> Any:
