@@ -30,7 +30,8 @@ RELOAD_WAIT = 1.1  # the keys file is looked at at most once a second
 
 def issue(path: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> str:
     assert cli.main(["keys", "issue", "--scope", "jobs:write", "--scope", "jobs:read", "--file", str(path), *args]) == 0
-    return capsys.readouterr().out.strip()
+    # The key is the line issue printed; stdout may also hold the access log of earlier requests.
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("jf_")][-1]
 
 
 def auth(token: str) -> dict[str, str]:
