@@ -9,7 +9,7 @@ from jobfleet.core.redis_client import make_client
 from jobfleet.core.settings import Settings
 from jobfleet.store.factory import open_store
 
-from . import auth, dlq, health, jobs, limits, metrics, openapi, problems, telemetry
+from . import access_log, auth, dlq, health, jobs, limits, metrics, openapi, problems, telemetry
 from .services import Services
 
 
@@ -23,10 +23,11 @@ def create_app(settings: Settings | None = None, *, tracer_provider: TracerProvi
     client = make_client(settings)
     app.extensions["jobfleet"] = Services(settings=settings, client=client, store=open_store(settings, client))
     problems.init_app(app)
+    access_log.init_app(app)  # first: its clock starts before, and its line is written after, every other hook
     metrics.init_app(app, multiprocess_dir=settings.prometheus_multiproc_dir)
     telemetry.init_app(app, tracer_provider=tracer_provider)
-    auth.init_app(app, settings)  # after metrics and tracing, so refused requests are measured and traced
-    limits.init_app(app, settings, client)
+    admission = limits.init_app(app, settings, client)
+    auth.init_app(app, settings, client, admission)  # after metrics and tracing: refusals are measured and traced
     app.register_blueprint(jobs.bp)
     app.register_blueprint(dlq.bp)
     app.register_blueprint(health.bp)

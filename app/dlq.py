@@ -9,6 +9,7 @@ import pydantic
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobfleet.app.auth import current_key_id
 from jobfleet.app.jobs import caller, check_job_id, read_json_object, validation_problem
 from jobfleet.app.problems import Problem
 from jobfleet.app.schemas import iso
@@ -92,7 +93,7 @@ def show_dead_letter(job_id: str) -> Response:
 def replay_dead_letter(job_id: str) -> tuple[Response, int]:
     """Re-enqueue one dead letter with fresh attempts and its original idempotency key."""
     check_job_id(job_id)
-    replay = _dlq().replay(job_id, caller=caller())
+    replay = _dlq().replay(job_id, caller=caller(), key_id=current_key_id())
     status_url = f"/v1/jobs/{job_id}"
     response = jsonify({"job_id": job_id, "status_url": status_url, "replay": replay})
     response.headers["Location"] = status_url
@@ -108,7 +109,12 @@ def bulk_replay() -> Response:
     except pydantic.ValidationError as exc:
         raise validation_problem("bulk replay request", exc) from None
     result = _dlq().bulk_replay(
-        _filter(req), caller=caller(), limit=req.limit, per_second=req.per_second, dry_run=req.dry_run
+        _filter(req),
+        caller=caller(),
+        key_id=current_key_id(),
+        limit=req.limit,
+        per_second=req.per_second,
+        dry_run=req.dry_run,
     )
     return jsonify(
         {
@@ -125,7 +131,7 @@ def bulk_replay() -> Response:
 def purge_dead_letter(job_id: str) -> tuple[str, int]:
     """Delete a dead letter for good; the job's state becomes ``failed``."""
     check_job_id(job_id)
-    _dlq().purge(job_id, caller=caller())
+    _dlq().purge(job_id, caller=caller(), key_id=current_key_id())
     return "", 204
 
 

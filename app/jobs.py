@@ -12,9 +12,9 @@ from typing import Any
 import pydantic
 from flask import Blueprint, Response, jsonify, request
 
-from jobfleet.app.auth import current_caller, current_principal, ensure_owner
+from jobfleet.app.auth import current_caller, current_key_id, current_principal, ensure_may_write, ensure_owner
 from jobfleet.app.enqueue import submit
-from jobfleet.app.limits import admit_enqueue, check_body_shape
+from jobfleet.app.limits import check_body_shape
 from jobfleet.app.problems import Problem
 from jobfleet.app.schemas import JobAccepted, JobEvent, JobEvents, JobStatus, iso
 from jobfleet.app.services import services
@@ -154,7 +154,6 @@ def enqueue(job_type: str) -> tuple[Response, int]:
         payload = spec.payload.model_validate(body)
     except pydantic.ValidationError as exc:
         raise validation_problem(f"{job_type} payload", exc) from None
-    admit_enqueue()
     submitted = submit(
         svc.store,
         spec,
@@ -208,8 +207,10 @@ def cancel(job_id: str) -> tuple[Response, int]:
     """Cancel a waiting job, or ask a running one to stop; 409 when it already finished."""
     check_job_id(job_id)
     store = services().store
-    if current_principal() is not None:  # the owner never changes, so checking before the cancel script is safe
-        ensure_owner(store.get(job_id), job_id)
-    previous = store.cancel(job_id, caller=caller())
+    if current_principal() is not None:  # owner and type never change, so checking before the cancel script is safe
+        record = store.get(job_id)
+        ensure_owner(record, job_id)  # another tenant's job is a 404 before its type can be told by a 403
+        ensure_may_write(str(record.get("type", "")), "cancel")
+    previous = store.cancel(job_id, caller=caller(), key_id=current_key_id())
     record = store.get(job_id)
     return jsonify(JobStatus.from_record(record).model_dump(mode="json")), 202 if previous == "running" else 200

@@ -1,5 +1,6 @@
-"""Request limits: a per-caller rate limit and per-queue backpressure (one Redis call per request, see
-middleware/limits.py), and bounds on the shape of a JSON body checked before anything touches Redis."""
+"""Request limits: the rate limit's Admission (applied by app/auth.py to every request to a non-public route, one
+Redis call), per-queue backpressure (in the submit script), and bounds on the shape of a JSON body checked before
+anything touches Redis."""
 
 from __future__ import annotations
 
@@ -7,25 +8,12 @@ import math
 from typing import Any
 
 import redis
-from flask import Flask, current_app, request
+from flask import Flask, current_app
 
-from jobfleet.app.auth import ENDPOINT_SCOPES, current_caller
 from jobfleet.app.problems import Problem
 from jobfleet.core.settings import Settings
 from jobfleet.store.keys import Keys
 from jobfleet.store.rate_limit import Admission
-
-
-def admission() -> Admission:
-    """The Admission of the current app."""
-    found: Admission = current_app.extensions["jobfleet_admission"]
-    return found
-
-
-def admit_enqueue() -> None:
-    """Rate-limit the caller (raises RateLimited). The queue-depth check runs inside the submit script itself:
-    atomic with the enqueue, and no extra round trip."""
-    admission().admit(current_caller())
 
 
 def check_json_shape(value: Any, *, max_depth: int, max_items: int, max_string: int) -> None:
@@ -74,22 +62,10 @@ def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-def init_app(app: Flask, settings: Settings, client: redis.Redis) -> None:
-    """Rate-limit every non-public endpoint per caller (the enqueue view does it once the body is valid)."""
+def init_app(app: Flask, settings: Settings, client: redis.Redis) -> Admission:
+    """The Admission of ``app``: the per-caller (or per-address) token bucket that app/auth.py takes from."""
     # Without auth every request is the one caller "anonymous" (local development): no rate limit to apply.
     rate = settings.rate_limit_per_second if settings.auth_enabled else 0.0
-    limiter = Admission(
-        client,
-        Keys(settings.namespace),
-        rate_per_second=rate,
-        burst=settings.rate_limit_burst,
-    )
+    limiter = Admission(client, Keys(settings.namespace), rate_per_second=rate, burst=settings.rate_limit_burst)
     app.extensions["jobfleet_admission"] = limiter
-    if rate <= 0:
-        return
-
-    @app.before_request
-    def _rate_limit() -> None:
-        endpoint = request.endpoint or ""
-        if endpoint in ENDPOINT_SCOPES and endpoint != "jobs.enqueue":
-            limiter.admit(current_caller())
+    return limiter

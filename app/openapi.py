@@ -177,9 +177,19 @@ def _secure(paths: dict[str, Any]) -> None:
                 continue
             operation["security"] = [{"apiKey": [scope]}]
             responses = operation["responses"]
-            responses.setdefault("401", problem("No API key, or not a valid one (WWW-Authenticate says which)"))
-            responses.setdefault("403", problem(f"The API key lacks the {scope} scope (or this job type)"))
-            responses.setdefault("429", problem("Rate limit of this caller exceeded; retry after Retry-After"))
+            responses.setdefault(
+                "401",
+                problem("No API key, or not a valid one: unknown, revoked or expired (WWW-Authenticate says which)"),
+            )
+            responses.setdefault(
+                "403", problem(f"The API key lacks the {scope} scope (or may not write this job type)")
+            )
+            responses.setdefault(
+                "429",
+                problem(
+                    "Rate limit of this caller (of this client address, without a valid key) exceeded; see Retry-After"
+                ),
+            )
             if path.startswith("/v1/jobs/") and method == "post":
                 responses["400"] = problem("Malformed JSON, JSON too deep/large, bad Idempotency-Key or schedule")
                 responses["503"] = problem("Queue full (backpressure) or Redis unavailable; retry after Retry-After")

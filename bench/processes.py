@@ -62,6 +62,8 @@ def child_env(redis_url: str, workdir: Path) -> dict[str, str]:
         "JOBFLEET_REPORT_DIR": str(workdir / "reports"),
         "JOBFLEET_WORKER_METRICS_PORT": str(free_port()),
         "JOBFLEET_LOG_LEVEL": "WARNING",
+        # The baselines have no auth either; the API refuses to start without keys unless told so.
+        "JOBFLEET_AUTH": "disabled",
         "PYTHONUNBUFFERED": "1",
     }
 

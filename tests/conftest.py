@@ -4,12 +4,15 @@ a webhook receiver and an SMTP sink. Every process a fixture starts is stopped b
 from __future__ import annotations
 
 import http.server
+import io
 import json
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,9 +23,11 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
+import structlog
 from flask import Flask
 from flask.testing import FlaskClient
 
+from jobfleet.core.logging import configure_logging
 from jobfleet.core.settings import Settings
 from jobfleet.ops.embedded_redis import free_port
 
@@ -361,3 +366,21 @@ def socket_closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@pytest.fixture
+def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Configure jobfleet's logging into a buffer; return a reader of the JSON lines written so far."""
+    buffer = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    monkeypatch.setattr(sys, "stdout", buffer)
+    configure_logging("INFO", component="test")
+
+    def lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+
+    yield lines
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:], root.level = saved

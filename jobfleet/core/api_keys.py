@@ -1,6 +1,6 @@
-"""The API-key file format (JOBFLEET_API_KEYS_FILE): scopes, principals and the hashed keys, read once per process.
-Shared by the API (authentication) and the operator CLI (`jobfleet keys`); a key costs one SHA-256, a dict lookup and
-``hmac.compare_digest`` to check, never a Redis call."""
+"""The API-key file format (JOBFLEET_API_KEYS_FILE): scopes, principals, the hashed keys and their expiry. Shared by
+the API (authentication, reloading: jobfleet/core/key_file.py) and the operator CLI (`jobfleet keys`); a key costs one
+SHA-256, a dict lookup and ``hmac.compare_digest`` to check, never a Redis call."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,21 @@ def hash_key(token: str) -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: its id (tenant), the key's id for logs, scopes and allowed job types."""
+    """An authenticated caller: its id (tenant), the key's id for logs, scopes, allowed job types and expiry."""
 
     caller: str
     key_id: str
     scopes: frozenset[str]
     job_types: frozenset[str] | None = None  # None: every job type
+    expires_at: float | None = None  # Unix time; None: never
 
-    def may_enqueue(self, job_type: str) -> bool:
-        """Whether this key may enqueue ``job_type``."""
+    def may_write(self, job_type: str) -> bool:
+        """Whether this key may enqueue or cancel jobs of ``job_type`` (its ``job_types``, when it has any)."""
         return self.job_types is None or job_type in self.job_types
+
+    def expired(self, now: float) -> bool:
+        """Whether the key's ``expires_at`` has passed at Unix time ``now``."""
+        return self.expires_at is not None and now >= self.expires_at
 
 
 @dataclass(frozen=True)
@@ -105,10 +111,28 @@ def parse_keys(data: Mapping[str, Any], source: str) -> KeyRing:
                     key_id=str(item.get("id") or digest[:12]),
                     scopes=frozenset(scopes),
                     job_types=frozenset(job_types) if job_types is not None else None,
+                    expires_at=_expiry(item.get("expires_at"), where),
                 ),
             )
         )
     return KeyRing(entries)
+
+
+def _expiry(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise ConfigError(f"{where}: 'expires_at' must be an RFC 3339 time with a zone, like 2026-01-31T00:00:00Z")
+    return when.timestamp()
+
+
+def format_time(unix: float) -> str:
+    """``unix`` as an RFC 3339 UTC time to the second (what the keys file and `jobfleet keys list` show)."""
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def read_keys_document(path: Path) -> dict[str, Any]:

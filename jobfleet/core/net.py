@@ -1,4 +1,4 @@
-"""Host classification shared by the API's auth mode check and the operator tools' loopback guards."""
+"""Host classification shared by `jobfleet run`/`stack`'s auth mode and the operator tools' loopback guards."""
 
 from __future__ import annotations
 

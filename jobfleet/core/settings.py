@@ -147,20 +147,26 @@ class Settings:
     auth: str = setting(
         "JOBFLEET_AUTH",
         one_of("auto", "enabled", "disabled"),
-        "API auth: enabled, disabled (local development only), or auto (enabled when a keys file is set)",
+        "API auth: enabled, disabled (local development only), or auto (on with a keys file, else the API won't start)",
         "auto",
     )
     api_keys_file: str = setting(
-        "JOBFLEET_API_KEYS_FILE", text, "JSON or TOML file of API keys (caller, sha256 of the key, scopes)", ""
+        "JOBFLEET_API_KEYS_FILE",
+        text,
+        "JSON or TOML file of API keys (caller, sha256, scopes, expiry); reloaded within a second of a change",
+        "",
     )
     rate_limit_per_second: float = setting(
         "JOBFLEET_RATE_LIMIT_PER_SECOND",
         at_least_float(0.0),
-        "Requests per second per caller (0: no rate limit)",
+        "Requests per second per caller, or per client address without a valid key (0: no rate limit)",
         500.0,
     )
     rate_limit_burst: int = setting(
-        "JOBFLEET_RATE_LIMIT_BURST", at_least(1), "Requests a caller may send at once (token bucket size)", 1000
+        "JOBFLEET_RATE_LIMIT_BURST",
+        at_least(1),
+        "Requests a caller (or address) may send at once (token bucket size)",
+        1000,
     )
     max_queue_depth: int = setting(
         "JOBFLEET_MAX_QUEUE_DEPTH",

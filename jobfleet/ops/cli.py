@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobfleet.app.auth import check_mode
+from jobfleet.app.auth_mode import check_mode
 from jobfleet.app.schemas import JobStatus
 from jobfleet.core.errors import ConfigError, InvalidTransition, JobNotFound, StoreUnavailable
 from jobfleet.core.logging import configure_logging

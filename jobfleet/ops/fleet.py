@@ -13,6 +13,8 @@ from typing import Literal
 
 import redis
 
+from jobfleet.core.errors import ConfigError
+from jobfleet.core.net import is_loopback_host
 from jobfleet.core.redis_check import DurabilityCheck, check_durability
 from jobfleet.core.redis_client import make_client
 from jobfleet.core.redis_url import redact_url
@@ -75,6 +77,20 @@ def component_argv(name: str) -> list[str]:
 def component_env(environ: Mapping[str, str], redis_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of every fleet component: ``environ`` and ``extra``, pointed at the fleet's Redis."""
     return {**environ, "REDIS_URL": redis_url, **(extra or {})}
+
+
+def api_env(settings: Settings) -> dict[str, str]:
+    """JOBFLEET_AUTH=disabled for the API `run`/`stack` start on loopback without keys; ConfigError off loopback."""
+    if settings.auth != "auto" or settings.api_keys_file:
+        return {}
+    # Here JOBFLEET_API_HOST is the real bind: the API is `jobfleet api`, which passes it to granian's --host.
+    if not is_loopback_host(settings.api_host):
+        raise ConfigError(
+            f"JOBFLEET_API_HOST={settings.api_host!r} is not loopback and no JOBFLEET_API_KEYS_FILE is set: issue "
+            "keys with `jobfleet keys issue` and set JOBFLEET_API_KEYS_FILE, or set JOBFLEET_AUTH=disabled if you "
+            "really mean to serve without auth"
+        )
+    return {"JOBFLEET_AUTH": "disabled"}
 
 
 def reachable_host(bind_host: str) -> str:

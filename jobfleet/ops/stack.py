@@ -23,7 +23,14 @@ from typing import Any
 from jobfleet.core.redis_url import redact_url
 from jobfleet.core.settings import Settings
 from jobfleet.ops.embedded_redis import port_open
-from jobfleet.ops.fleet import check_redis, component_argv, component_env, find_or_start_redis, reachable_host
+from jobfleet.ops.fleet import (
+    api_env,
+    check_redis,
+    component_argv,
+    component_env,
+    find_or_start_redis,
+    reachable_host,
+)
 from jobfleet.ops.stack_components import Component, start_time
 from jobfleet.ops.stack_monitoring import INSTALL_HINT, alertmanager_binary, monitoring_processes, prometheus_binary
 
@@ -74,6 +81,13 @@ class Stack:
             print("jobfleet: a stack is already running here (make stack-status; make stack-down)", file=sys.stderr)
             return EXIT_FAILED
         s = self.settings
+        auth = api_env(s)  # refuse an API that would serve without auth elsewhere than loopback, before starting
+        if auth:
+            print(
+                "WARNING: API authentication is disabled (loopback API, no JOBFLEET_API_KEYS_FILE): local "
+                "development only",
+                file=sys.stderr,
+            )
         prometheus = prometheus_binary()
         alertmanager = alertmanager_binary()
         ports = {
@@ -166,7 +180,8 @@ class Stack:
         )
         exporter = f"http://{metrics}:{s.exporter_port}/metrics"
         self._spawn(started, "exporter", component_argv("exporter"), env, url=exporter, ready=exporter)
-        self._spawn(started, "api", component_argv("api"), env, url=api, ready=f"{api}/readyz")
+        api_environ = {**env, **api_env(s)}
+        self._spawn(started, "api", component_argv("api"), api_environ, url=api, ready=f"{api}/readyz")
 
     def _wait_ready(self, started: list[Component]) -> None:
         pending = {c.name: c for c in started if c.ready}

@@ -19,7 +19,14 @@ import structlog
 from jobfleet.core.redis_check import warn_if_unsafe
 from jobfleet.core.redis_url import redact_url
 from jobfleet.core.settings import Settings
-from jobfleet.ops.fleet import COMPONENTS, check_redis, component_argv, component_env, find_or_start_redis
+from jobfleet.ops.fleet import (
+    COMPONENTS,
+    api_env,
+    check_redis,
+    component_argv,
+    component_env,
+    find_or_start_redis,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -67,13 +74,19 @@ class Supervisor:
             log.info("started embedded redis", url=found.url, data_dir=str(found.data_dir), aof=True)
         return found.url
 
+    def plan(self, redis_url: str) -> list[Child]:
+        """The fleet's processes, not started yet: every component on ``redis_url``, the API with its auth mode."""
+        env = component_env(self.environ, redis_url)
+        api = component_env(self.environ, redis_url, api_env(self.settings))
+        return [Child(name, component_argv(name), api if name == "api" else env) for name in COMPONENTS]
+
     def run(self) -> int:
         """Run until a signal; return the exit code."""
+        api_env(self.settings)  # an API that would refuse to serve stops the fleet before anything starts
         url = self.resolve_redis()
         # Warn loudly, never refuse: an unreachable or uninspectable Redis is reported, the fleet still starts.
         check_redis(self.settings, url, lambda client: warn_if_unsafe(client, where="jobfleet run"))
-        env = component_env(self.environ, url)
-        self.children = [Child(name, component_argv(name), env) for name in COMPONENTS]
+        self.children = self.plan(url)
         for child in self.children:
             child.start()
         s = self.settings

@@ -4,7 +4,7 @@ A namespace's state is split into partitions. Each partition's keys share one ha
 script call touches a single hash slot and runs unchanged on one Redis and on Redis Cluster (where the partitions
 of a queue spread over the masters). A job lives in partition ``crc32(job id) mod partitions``; a job id therefore
 names its slot, and a lookup by id is one call. Keys outside the partitions (the rate-limit buckets, the queue
-registry) are used by single-key calls only."""
+registry, the API keys' last use) are used by single-key calls only."""
 
 from __future__ import annotations
 
@@ -91,6 +91,14 @@ class Keys:
     def rate_bucket(self, caller: str) -> str:
         """Hash: the caller's API rate-limit token bucket (tokens, last refill in ms); expires when full again."""
         return f"{self.ns}:ratelimit:{caller}"
+
+    def rate_bucket_of_address(self, address: str) -> str:
+        """Hash: the rate-limit token bucket of requests without a valid key from one client address."""
+        return f"{self.ns}:ratelimit:addr:{address}"  # ':' never occurs in a caller name: no collision
+
+    def keys_last_used(self) -> str:
+        """Hash: API key id -> when the key was last used (Redis time, ms); shown by `jobfleet keys list`."""
+        return f"{self.ns}:keys:last_used"
 
     def queues(self) -> str:
         """Set: the queue names workers and producers declared (what the exporter and status read)."""

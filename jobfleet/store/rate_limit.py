@@ -1,4 +1,5 @@
-"""Per-caller rate limit: a token bucket in Redis, one script call per request."""
+"""Per-caller rate limit (per client address for requests without a valid key): a token bucket in Redis, one script
+call per request."""
 
 from __future__ import annotations
 
@@ -21,13 +22,20 @@ class Admission:
 
     def admit(self, caller: str) -> None:
         """Take one token from ``caller``'s bucket (no Redis call when no rate limit is configured)."""
+        self._take(self.keys.rate_bucket(caller), f"caller {caller!r}")
+
+    def admit_address(self, address: str) -> None:
+        """Take one token from the bucket of requests without a valid key from client ``address``."""
+        self._take(self.keys.rate_bucket_of_address(address), f"client address {address!r} (without a valid key)")
+
+    def _take(self, bucket: str, who: str) -> None:
         if self.rate <= 0:
             return
         with redis_errors("admission"):
-            verdict, value = self._script(keys=[self.keys.rate_bucket(caller)], args=[self.rate, self.burst])
+            verdict, value = self._script(keys=[bucket], args=[self.rate, self.burst])
         if verdict.decode() == "rate":
             seconds = int(value) / 1000
             raise RateLimited(
-                f"caller {caller!r} exceeded {self.rate:g} requests/s (burst {self.burst}); retry in {seconds:.2f}s",
+                f"{who} exceeded {self.rate:g} requests/s (burst {self.burst}); retry in {seconds:.2f}s",
                 retry_after=seconds,
             )

@@ -13,7 +13,8 @@ from redis.commands.core import Script
 
 from jobfleet.core.errors import StoreUnavailable
 
-#: Every script jobfleet runs; all but admit.lua get lib.lua prepended (Redis scripts cannot include one another).
+#: Every script jobfleet runs; all but the standalone ones get lib.lua prepended (Redis scripts cannot include one
+#: another).
 SCRIPTS = (
     "submit",
     "fetch",
@@ -29,8 +30,9 @@ SCRIPTS = (
     "purge",
     "snapshot",
     "admit",
+    "key_used",
 )
-_STANDALONE = frozenset({"admit"})
+_STANDALONE = frozenset({"admit", "key_used"})
 
 
 def script_source(name: str) -> str:

@@ -36,7 +36,7 @@ def test_wrong_content_type_is_415_naming_the_expected_one(client: FlaskClient) 
 def test_body_over_the_limit_is_413(settings: Settings) -> None:
     from jobfleet.app import create_app
 
-    small = Settings.from_env({}, redis_url=settings.redis_url, max_body_bytes=100)
+    small = Settings.from_env({}, redis_url=settings.redis_url, max_body_bytes=100, auth="disabled")
     client = create_app(small).test_client()
     response = client.post("/v1/jobs/email", json={"to": "a@b.c", "subject": "s", "body": "x" * 200})
     assert_problem(response, 413, "body-too-large", "100 bytes")
@@ -80,7 +80,9 @@ def test_bad_idempotency_key_is_400(client: FlaskClient, key: str) -> None:
 def test_redis_outage_is_a_fast_503_not_a_500() -> None:
     from jobfleet.app import create_app
 
-    down = Settings.from_env({}, redis_url=f"redis://127.0.0.1:{socket_closed_port()}/0", redis_timeout_seconds=0.5)
+    down = Settings.from_env(
+        {}, redis_url=f"redis://127.0.0.1:{socket_closed_port()}/0", redis_timeout_seconds=0.5, auth="disabled"
+    )
     client = create_app(down).test_client()
     started = time.monotonic()
     enqueue = client.post("/v1/jobs/report", json={})

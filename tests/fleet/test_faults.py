@@ -109,7 +109,7 @@ def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def test_restarting_redis_loses_no_accepted_job(
     aof_redis: RedisServer, tmp_path: Path, start_workers: Callable[..., WorkerProcess]
 ) -> None:
-    settings = Settings.from_env({}, redis_url=aof_redis.url, report_dir=str(tmp_path / "reports"))
+    settings = Settings.from_env({}, redis_url=aof_redis.url, report_dir=str(tmp_path / "reports"), auth="disabled")
     api = create_app(settings).test_client()
     # Given 120 accepted jobs and a worker busy with them
     jobs = [api.post("/v1/jobs/report", json={"rows": 3000}).get_json()["job_id"] for _ in range(120)]

@@ -58,7 +58,7 @@ def test_soak_with_faults_loses_nothing(
     soak_redis: RedisServer, receiver: Receiver, workers: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     rng = random.Random(20261127)
-    settings = Settings.from_env({}, redis_url=soak_redis.url, report_dir=str(tmp_path / "reports"))
+    settings = Settings.from_env({}, redis_url=soak_redis.url, report_dir=str(tmp_path / "reports"), auth="disabled")
     api = create_app(settings).test_client()
 
     # Receiver: "transient" jobs fail their first delivery with 503, "permanent" ones always get 404.

@@ -61,7 +61,9 @@ def test_enqueue_rejections_are_counted_by_job_type_and_reason(app: Flask, clien
 
 
 def test_redis_outage_is_a_rejection_and_a_redis_error(settings: Settings) -> None:
-    down = Settings.from_env({}, redis_url=f"redis://127.0.0.1:{socket_closed_port()}/0", redis_timeout_seconds=0.2)
+    down = Settings.from_env(
+        {}, redis_url=f"redis://127.0.0.1:{socket_closed_port()}/0", redis_timeout_seconds=0.2, auth="disabled"
+    )
     app = create_app(down)
     client = app.test_client()
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +13,6 @@ import structlog
 from flask.testing import FlaskClient
 
 from jobfleet.app import create_app
-from jobfleet.core.logging import configure_logging
 from jobfleet.core.settings import Settings
 from jobfleet.core.telemetry import build_tracer_provider
 from tests.conftest import Receiver, RunningWorker, socket_closed_port, wait_for_state
@@ -32,24 +29,6 @@ def spans() -> Iterator[Spans]:
     provider = build_tracer_provider("jobfleet-test", {})
     yield Spans(InMemorySpanExporter(), provider)
     provider.shutdown()
-
-
-@pytest.fixture
-def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """Configure jobfleet's logging into a buffer; return a reader of the JSON lines written so far."""
-    buffer = io.StringIO()
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    monkeypatch.setattr(sys, "stdout", buffer)
-    configure_logging("INFO", component="test")
-
-    def lines() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
-
-    yield lines
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    root.handlers[:], root.level = saved
 
 
 def wait_for_line(lines: Callable[[], list[dict[str, Any]]], predicate: Callable[[dict[str, Any]], bool]) -> Any:
@@ -85,7 +64,9 @@ def test_log_lines_inside_a_job_carry_trace_job_actor_and_attempt(
 def test_log_lines_inside_a_request_carry_its_trace_and_span(
     json_logs: Callable[[], list[dict[str, Any]]], settings: Settings, spans: Spans
 ) -> None:
-    down = Settings.from_env({}, redis_url=f"redis://127.0.0.1:{socket_closed_port()}/0", redis_timeout_seconds=0.2)
+    down = Settings.from_env(
+        {}, redis_url=f"redis://127.0.0.1:{socket_closed_port()}/0", redis_timeout_seconds=0.2, auth="disabled"
+    )
     client = create_app(down, tracer_provider=spans.provider).test_client()
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

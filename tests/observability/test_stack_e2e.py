@@ -191,6 +191,7 @@ def test_prometheus_scrapes_the_fleet_every_panel_evaluates_and_an_alert_reaches
         "JOBFLEET_HEARTBEAT_TIMEOUT_SECONDS": "3",
         "JOBFLEET_SHUTDOWN_TIMEOUT_SECONDS": "5",
         "OTEL_TRACES_EXPORTER": "none",
+        "JOBFLEET_AUTH": "disabled",  # a local fleet on loopback; auth is tests/security/'s
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     cli = [sys.executable, "-m", "jobfleet.ops.cli"]

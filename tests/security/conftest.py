@@ -21,8 +21,11 @@ ROLES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "bob": ("bob", ["jobs:write", "jobs:read"], None),
     "admin": ("ops", ["dlq:admin"], None),
     "webhooks_only": ("carol", ["jobs:write", "jobs:read"], ["webhook"]),
+    "carol": ("carol", ["jobs:write", "jobs:read"], None),
+    "expired": ("dave", ["jobs:write", "jobs:read"], None),
     "everything": ("root", ["jobs:write", "jobs:read", "dlq:admin"], None),
 }
+EXPIRED_AT = "2020-01-01T00:00:00Z"  # the "expired" role's key expired then
 
 
 def key(role: str) -> str:
@@ -41,6 +44,7 @@ def keys_file(tmp_path: Path) -> Path:
     entries = [
         {"id": role, "caller": caller, "sha256": hash_key(key(role)), "scopes": scopes}
         | ({"job_types": types} if types is not None else {})
+        | ({"expires_at": EXPIRED_AT} if role == "expired" else {})
         for role, (caller, scopes, types) in ROLES.items()
     ]
     path.write_text(json.dumps({"keys": entries}))

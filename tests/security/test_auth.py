@@ -154,6 +154,22 @@ def test_a_key_limited_to_some_job_types_cannot_enqueue_others(secure_client: Fl
     assert "'report'" in refused.get_json()["detail"]
 
 
+def test_a_key_limited_to_some_job_types_cannot_cancel_others_but_may_read_them(secure_client: FlaskClient) -> None:
+    # Given carol's report job (made with her unrestricted key) and her webhook job
+    report = enqueue(secure_client, "carol")
+    webhook = secure_client.post(
+        "/v1/jobs/webhook", json={"url": "https://example.com/hook", "payload": {}}, headers=bearer("webhooks_only")
+    ).get_json()["job_id"]
+    # When her webhook-only key cancels the report, it is refused and the job is untouched
+    refused = secure_client.delete(f"/v1/jobs/{report}", headers=bearer("webhooks_only"))
+    assert refused.status_code == 403
+    assert "'report'" in refused.get_json()["detail"]
+    assert secure_client.get(f"/v1/jobs/{report}", headers=bearer("carol")).get_json()["state"] == "queued"
+    # But reading is jobs:read, which the restriction does not narrow; and its own type it may cancel
+    assert secure_client.get(f"/v1/jobs/{report}", headers=bearer("webhooks_only")).status_code == 200
+    assert secure_client.delete(f"/v1/jobs/{webhook}", headers=bearer("webhooks_only")).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("header", "error"),
     [("Basic dXNlcjpwYXNz", "invalid_request"), ("Bearer ", "invalid_request"), ("Bearer nope", "invalid_token")],
@@ -186,11 +202,8 @@ def test_disabled_auth_warns_loudly_and_everyone_is_anonymous(
     assert client.application.extensions["jobfleet"].store.get(job_id)["caller"] == "anonymous"
 
 
-def test_auto_mode_refuses_an_unauthenticated_api_on_a_public_address(settings: Settings) -> None:
-    from jobfleet.app import create_app
-
-    with pytest.raises(ConfigError, match="JOBFLEET_API_HOST"):
-        create_app(dataclasses.replace(settings, auth="auto", api_host="0.0.0.0"))
+def test_auth_settings_are_checked_when_read() -> None:
+    # (auto without a keys file is refused by the app itself: tests/security/test_fail_closed.py)
     with pytest.raises(ConfigError, match="JOBFLEET_API_KEYS_FILE"):
         Settings.from_env({"JOBFLEET_AUTH": "enabled"})
     with pytest.raises(ConfigError, match="JOBFLEET_AUTH"):

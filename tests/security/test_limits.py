@@ -36,6 +36,34 @@ def test_a_caller_over_its_rate_gets_429_with_retry_after_and_others_are_unaffec
     assert client.post("/v1/jobs/report", json={}, headers=bearer("alice")).status_code == 202  # refilled
 
 
+def test_requests_that_fail_validation_use_up_the_callers_rate_too(secure_settings: Settings) -> None:
+    client = create_app(dataclasses.replace(secure_settings, rate_limit_per_second=1, rate_limit_burst=3)).test_client()
+    # Admission comes before the body is read: invalid payloads, malformed JSON and unknown types all count
+    assert client.post("/v1/jobs/report", json={"rows": -1}, headers=bearer("alice")).status_code == 422
+    malformed = client.post("/v1/jobs/report", data="{", content_type="application/json", headers=bearer("alice"))
+    assert malformed.status_code == 400
+    assert client.post("/v1/jobs/nope", json={}, headers=bearer("alice")).status_code == 404
+    refused = client.post("/v1/jobs/report", data="{", content_type="application/json", headers=bearer("alice"))
+    assert refused.status_code == 429
+    assert client.post("/v1/jobs/report", json={}, headers=bearer("bob")).status_code == 202
+
+
+def test_unauthenticated_requests_are_limited_per_client_address(secure_settings: Settings) -> None:
+    client = create_app(dataclasses.replace(secure_settings, rate_limit_per_second=1, rate_limit_burst=3)).test_client()
+    scanner = {"REMOTE_ADDR": "203.0.113.7"}
+    wrong = {"Authorization": "Bearer jf_guess"}
+    statuses = [client.get("/v1/dlq", headers=wrong, environ_base=scanner).status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    limited = client.post("/v1/jobs/report", json={}, environ_base=scanner)
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    # Other addresses and authenticated callers (even from that address) have buckets of their own
+    assert client.get("/v1/dlq", environ_base={"REMOTE_ADDR": "203.0.113.8"}).status_code == 401
+    assert client.post("/v1/jobs/report", json={}, headers=bearer("alice"), environ_base=scanner).status_code == 202
+    # Public routes are never limited
+    assert client.get("/healthz", environ_base=scanner).status_code == 200
+
+
 def test_the_rate_limit_bucket_expires_once_full_again(secure_settings: Settings, redis_client: redis.Redis) -> None:
     client = create_app(
         dataclasses.replace(secure_settings, rate_limit_per_second=100, rate_limit_burst=5)
