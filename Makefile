@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run api worker exporter stack stack-down stack-status load status \
+.PHONY: help install run api worker exporter stack stack-down stack-status load status readme-settings \
 	compose-up compose-down kube-rules dashboards test test-soak lint format typecheck bench clean
 
 help:  ## List the targets
@@ -60,6 +60,9 @@ compose-down:  ## Stop the container stack (volumes are kept; add -v by hand to 
 
 kube-rules: $(STAMP)  ## Regenerate deploy/k8s/prometheusrule.yaml from prometheus/rules
 	$(BIN)/python deploy/k8s/generate_prometheusrule.py
+
+readme-settings: $(STAMP)  ## Regenerate README.md's configuration table from jobfleet/core/settings.py
+	$(BIN)/python docs/readme_settings.py
 
 dashboards: $(STAMP)  ## Regenerate grafana/dashboards/*.json from the generator
 	$(BIN)/python grafana/generate_dashboards.py

@@ -119,10 +119,12 @@ def cmd_jobs_show(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_config(_settings: Settings, _args: argparse.Namespace) -> int:
-    """Print every setting with its default."""
+def cmd_config(_settings: Settings, args: argparse.Namespace) -> int:
+    """Print every setting with its default (``--markdown``: the README's configuration table)."""
+    if args.markdown:
+        print("| variable | default | meaning |\n|---|---|---|")
     for env, default, doc in Settings.documentation():
-        print(f"{env:40} {default:24} {doc}")
+        print(f"| `{env}` | `{default}` | {doc} |" if args.markdown else f"{env:40} {default:24} {doc}")
     return EXIT_OK
 
 
@@ -134,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run the worker fleet (dramatiq)").set_defaults(func=cmd_worker)
     sub.add_parser("exporter", help="serve the queue exporter's /metrics").set_defaults(func=cmd_exporter)
     sub.add_parser("run", help="run Redis, API, workers and the queue exporter together").set_defaults(func=cmd_run)
-    sub.add_parser("config", help="list settings and defaults").set_defaults(func=cmd_config)
+    config = sub.add_parser("config", help="list settings and defaults")
+    config.add_argument("--markdown", action="store_true", help="as the README's table (make readme-settings)")
+    config.set_defaults(func=cmd_config)
     cmd_dlq.register(sub)
     cmd_keys.register(sub)
     cmd_status.register(sub)
