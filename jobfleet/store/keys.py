@@ -2,15 +2,22 @@
 
 A namespace's state is split into partitions. Each partition's keys share one hash tag, ``{<ns>:<p>}``, so every
 script call touches a single hash slot and runs unchanged on one Redis and on Redis Cluster (where the partitions
-of a queue spread over the masters). A job lives in partition ``crc32(job id) mod partitions``; a job id therefore
-names its slot, and a lookup by id is one call. Keys outside the partitions (the rate-limit buckets, the queue
-registry, the API keys' last use) are used by single-key calls only."""
+of a queue spread over the masters). With more than one partition, partition p's tag is the first of ``{<ns>:<p>}``,
+``{<ns>:<p>~1}``, ``{<ns>:<p>~2}``… whose slot lies in the p-th of P equal slices of the 16,384 slots: CRC16 of the
+plain names bunches up (P=12 over 3 masters would put 6 partitions on one of them), evenly spread slots put P/M
+partitions on each of M masters that split the slots evenly, as ``redis-cli --cluster create`` does.
+A job lives in partition ``crc32(job id) mod partitions``; a job id therefore names its slot, and a lookup by id is
+one call. Keys outside the partitions (the rate-limit buckets, the queue registry, the API keys' last use) are used
+by single-key calls only."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,10 @@ class Keys:
 
     ns: str
     partitions: int = 1
+    tags: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", partition_tags(self.ns, self.partitions))
 
     # --- partitions ---
     def partition_of(self, job_id: str) -> int:
@@ -31,7 +42,7 @@ class Keys:
 
     def tag(self, partition: int) -> str:
         """The hash tag shared by every key of ``partition``."""
-        return f"{{{self.ns}:{partition}}}"
+        return self.tags[partition]
 
     # --- per job (the partition follows from the id) ---
     def job(self, job_id: str) -> str:
@@ -108,3 +119,24 @@ class Keys:
 def idempotency_digest(caller: str, job_type: str, key: str) -> str:
     """The name of an Idempotency-Key's record: scoped by caller and job type, so two tenants cannot collide."""
     return hashlib.sha256(f"{caller}\x00{job_type}\x00{key}".encode()).hexdigest()[:32]
+
+
+@functools.cache
+def partition_tags(ns: str, partitions: int) -> tuple[str, ...]:
+    """Every partition's hash tag (computed once per process: 1,024 partitions take most of a second)."""
+    return tuple(spread_tag(ns, p, partitions) for p in range(partitions))
+
+
+def spread_tag(ns: str, partition: int, partitions: int) -> str:
+    """Partition ``partition``'s hash tag: ``{ns:p}``, or with the first ``~n`` suffix that puts its slot in the p-th
+    of ``partitions`` equal slices of the slot space (deterministic: every process and language finds the same)."""
+    plain = f"{{{ns}:{partition}}}"
+    if partitions == 1:
+        return plain
+    low = partition * REDIS_CLUSTER_HASH_SLOTS // partitions
+    high = (partition + 1) * REDIS_CLUSTER_HASH_SLOTS // partitions
+    for n in range(100_000):
+        tag = plain if n == 0 else f"{{{ns}:{partition}~{n}}}"
+        if low <= key_slot(tag.encode()) < high:
+            return tag
+    return plain  # unreachable for partitions <= 1024 (a slice of 16 slots is hit within ~10,000 tries)
