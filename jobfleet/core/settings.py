@@ -171,7 +171,7 @@ class Settings:
     max_queue_depth: int = setting(
         "JOBFLEET_MAX_QUEUE_DEPTH",
         at_least(0),
-        "Jobs waiting (ready + delayed) on one partition of a queue before enqueue answers 503 (0: no limit)",
+        "Jobs due now (not scheduled for later) on one partition of a queue before enqueue answers 503 (0: no limit)",
         100_000,
     )
     tenant_max_outstanding: int = setting(
