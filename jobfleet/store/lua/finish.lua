@@ -29,8 +29,7 @@ else
     if ARGV[14] == "1" then
       redis.call("HSET", KEYS[1], "state", "succeeded", "finished", now, "result", ARGV[6], "worker", "", attempt, line)
     else  -- a succeeded job keeps no payload unless asked to, and is written anew in Redis's compact encoding
-      redis.call("HSET", KEYS[1], "state", "succeeded", "finished", now, "result", ARGV[6], "worker", "", attempt, line)
-      compact(KEYS[1], "msg")
+      rewrite(KEYS[1], {"state", "succeeded", "finished", now, "result", ARGV[6], "worker", "", attempt, line}, "msg")
     end
     redis.call("EXPIRE", KEYS[1], ARGV[13])
   elseif outcome == "retrying" then

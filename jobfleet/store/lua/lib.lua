@@ -17,25 +17,34 @@ local function attempt_line(start, finish, outcome, next_due, attempt, replay, e
     err_message or ""}, "|")
 end
 
--- Write a job hash anew without one field. Redis never turns a hash back into its compact listpack encoding once a
--- value longer than hash-max-listpack-value (64 bytes: the ~250-byte message) made it a hashtable, so dropping the
--- message with HDEL would leave a record kept for a day at ~3x its size (bench retention part). A hash with more
--- fields than a listpack holds (128) stays as it is, with the field deleted.
-local function compact(job, drop)
+-- Write a job hash anew with ``updates`` (field, value, ...) applied and the field ``drop`` left out, in one HSET.
+-- Redis never turns a hash back into its compact listpack encoding once a value longer than
+-- hash-max-listpack-value (64 bytes: the ~250-byte message) made it a hashtable, so dropping the message with HDEL
+-- would leave a record kept for a day at ~3x its size (bench retention part). A hash with more fields than a
+-- listpack holds (128) is updated in place instead.
+local function rewrite(job, updates, drop)
   local all = redis.call("HGETALL", job)
   if #all > 256 then
+    redis.call("HSET", job, unpack(updates))
     redis.call("HDEL", job, drop)
     return
   end
-  local keep = {}
+  local new = {}
+  for i = 1, #updates, 2 do
+    new[updates[i]] = true
+  end
+  local fields = {}
   for i = 1, #all, 2 do
-    if all[i] ~= drop then
-      keep[#keep + 1] = all[i]
-      keep[#keep + 1] = all[i + 1]
+    if all[i] ~= drop and not new[all[i]] then
+      fields[#fields + 1] = all[i]
+      fields[#fields + 1] = all[i + 1]
     end
   end
+  for i = 1, #updates do
+    fields[#fields + 1] = updates[i]
+  end
   redis.call("DEL", job)
-  redis.call("HSET", job, unpack(keep))
+  redis.call("HSET", job, unpack(fields))
 end
 
 -- The set of actor names a worker can run, from a space-separated ARGV value.
