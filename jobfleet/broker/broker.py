@@ -15,6 +15,7 @@ from dramatiq.middleware import Middleware, Retries, default_middleware
 
 from jobfleet.broker.consumer import JobfleetConsumer
 from jobfleet.broker.deliveries import Deliveries, FleetTimings
+from jobfleet.broker.emit import SignalCache, emit_after, emit_before
 from jobfleet.broker.worker_hooks import WorkerHooks
 from jobfleet.core.errors import ConfigError, StoreUnavailable
 from jobfleet.store.attempts import Attempts
@@ -39,6 +40,7 @@ class JobfleetBroker(dramatiq.Broker):
         self.broker_id = f"{uuid.uuid4().hex[:12]}"
         attempts = Attempts(store, worker_id=self.broker_id, actors=(), hold_ms=self.timings.hold_ms)
         self.deliveries = Deliveries(attempts, self.timings)
+        self._signals = SignalCache()
         if middleware is None:  # Dramatiq's defaults, but its Retries (see add_middleware)
             middleware = [m() for m in default_middleware if m is not Retries]
         super().__init__(middleware=middleware)
@@ -55,6 +57,15 @@ class JobfleetBroker(dramatiq.Broker):
                 "attempts (max_retries, min_backoff, max_backoff, retry_when, throws, Retry(delay=...)); remove it"
             )
         super().add_middleware(middleware, **kwargs)
+        self._signals.clear()
+
+    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        """Send a ``before_*`` signal to the middleware that handle it (jobfleet.broker.emit)."""
+        emit_before(self, self._signals, signal, *args, **kwargs)
+
+    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        """Send an ``after_*`` signal to the middleware that handle it, last first (jobfleet.broker.emit)."""
+        emit_after(self, self._signals, signal, *args, **kwargs)
 
     @property
     def attempts(self) -> Attempts:
