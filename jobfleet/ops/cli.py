@@ -18,7 +18,7 @@ from jobfleet.core.errors import ConfigError, InvalidTransition, JobNotFound, St
 from jobfleet.core.logging import configure_logging
 from jobfleet.core.settings import Settings
 from jobfleet.core.telemetry import MULTIPROC_ENV, fresh_multiprocess_dir
-from jobfleet.ops import cmd_dlq, cmd_keys, cmd_load, cmd_quotas, cmd_status, stack
+from jobfleet.ops import cmd_dlq, cmd_import, cmd_keys, cmd_load, cmd_quotas, cmd_status, stack
 from jobfleet.ops.exporter import serve
 from jobfleet.ops.supervisor import Supervisor
 from jobfleet.store.factory import open_store
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_keys.register(sub)
     cmd_status.register(sub)
     cmd_quotas.register(sub)
+    cmd_import.register(sub)
     stack.register(sub)
     cmd_load.register(sub)
     jobs = sub.add_parser("jobs", help="inspect jobs").add_subparsers(dest="jobs_command", required=True)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -24,37 +23,14 @@ from dramatiq.results import ResultFailure, Results
 from dramatiq.results.backends import RedisBackend
 from flask.testing import FlaskClient
 
-from jobfleet.broker.broker import JobfleetBroker
 from jobfleet.core.errors import ConfigError, PermanentError
 from jobfleet.core.settings import Settings
 from jobfleet.middleware.lifecycle import JobLifecycle
 from jobfleet.store.keys import Keys
-from jobfleet.workers.broker import build_broker
+from tests.byo.brokers import own_broker
 from tests.conftest import wait_for_state
 
 FINAL = {"succeeded", "dead", "cancelled", "failed"}
-
-
-@contextmanager
-def own_broker(settings: Settings, *, threads: int = 2) -> Iterator[tuple[JobfleetBroker, Callable[[], None]]]:
-    """The production broker (set as Dramatiq's global one, as `dramatiq jobfleet.workers.boot:setup` does) and a
-    function that starts an in-process worker on it; both stopped after."""
-    broker = build_broker(settings)
-    dramatiq.set_broker(broker)
-    broker.emit_after("process_boot")
-    workers: list[dramatiq.Worker] = []
-
-    def start() -> None:
-        worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
-        worker.start()
-        workers.append(worker)
-
-    try:
-        yield broker, start
-    finally:
-        for worker in workers:
-            worker.stop()
-        broker.close()
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
